@@ -1,0 +1,185 @@
+"""Search speed: the exact engine against the naive per-configuration evaluator.
+
+Writes random but realistic stats and costs (mess.testing) of the requested size, runs the
+exhaustive engine over the whole space (Pareto front, which answers every objective) and
+times the naive evaluator (mess.search.evaluate, one configuration at a time) on a random
+sample of the same space, then prints configs/s for both, their ratio, the total time and
+the peak memory.
+
+The benchmark of record (DESIGN section 9): 16 positions x 36 heads, up to 3 early exits +
+final (no truncation), 5 pixel x 20 image thresholds shared, N = 500, C = 19:
+
+    python bench/search.py --positions 16 --heads 36 --samples 500 --classes 19 --max-exits 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mess.costs import load_costs, save_costs  # noqa: E402
+from mess.search import Configuration, ExitRule, Problem, SearchSpace, compute_front  # noqa: E402
+from mess.search.api import resolve  # noqa: E402
+from mess.stats import load_stats, save_stats  # noqa: E402
+from mess.testing import random_costs, random_stats  # noqa: E402
+
+
+def _random_configuration(space: SearchSpace, rng: random.Random) -> Configuration:
+    """A configuration of ``space`` (k >= 1, thresholds shared), drawn at random."""
+    p = space.problem
+    by_pos: dict[int, list[int]] = {}
+    for e in space.exits:
+        by_pos.setdefault(int(p.position[e]), []).append(e)
+    positions = sorted(by_pos)
+    k = rng.randint(1, min(space.max_exits, len(positions)))
+    chosen = sorted(rng.sample(positions, k))
+    tp = rng.choice(p.pixel_thresholds)
+    ti = rng.choice(space.image_thresholds)
+    rules = tuple(ExitRule(p.exit_ids[rng.choice(by_pos[q])], tp, ti) for q in chosen)
+    return Configuration(rules, "final")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--positions", type=int, default=16)
+    ap.add_argument("--heads", type=int, default=36)
+    ap.add_argument("--samples", type=int, default=500)
+    ap.add_argument("--classes", type=int, default=19)
+    ap.add_argument("--max-exits", type=int, default=3)
+    ap.add_argument("--pixel-thresholds", type=int, default=5)
+    ap.add_argument("--truncation", action="store_true", help="also early-exit terminals")
+    ap.add_argument("--threads", type=int, default=None, help="engine threads (default: cores)")
+    ap.add_argument("--backend", default="auto", help="auto, numba, numpy or torch")
+    ap.add_argument("--naive-seconds", type=float, default=5.0, help="time for the naive sample")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args()
+
+    pixel = [round(0.5 + 0.1 * i, 2) for i in range(args.pixel_thresholds)]
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = random_stats(
+            num_samples=args.samples,
+            num_classes=args.classes,
+            positions=args.positions,
+            heads=args.heads,
+            pixel_thresholds=pixel,
+            max_pixels=512 * 512,
+            seed=0,
+        )
+        save_stats(stats, Path(tmp) / "stats.npz")
+        save_costs(random_costs(stats, seed=0), Path(tmp) / "costs.json")
+        stats = load_stats(Path(tmp) / "stats.npz")
+        costs = load_costs(Path(tmp) / "costs.json")
+
+    options = {"max_exits": args.max_exits, "truncation": args.truncation}
+    space = SearchSpace(Problem(stats, costs), **options)
+    total = space.size()
+
+    # naive: one configuration at a time, on a random sample of the space
+    rng = random.Random(0)
+    sample = [_random_configuration(space, rng) for _ in range(200_000)]
+    t0 = time.perf_counter()
+    done = 0
+    while done < len(sample) and time.perf_counter() - t0 < args.naive_seconds:
+        space.problem.evaluate(sample[done])
+        done += 1
+    naive_rate = done / (time.perf_counter() - t0)
+
+    last = [time.perf_counter()]
+
+    def progress(d: int, t: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 10 and not args.json:
+            print(f"  {d / t:6.1%} of {t:,} configurations", file=sys.stderr, flush=True)
+            last[0] = now
+
+    _, backend = resolve("cpu", args.backend)
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    front = compute_front(
+        stats,
+        costs,
+        backend=args.backend,
+        device="cpu",
+        progress=progress,
+        threads=args.threads,
+        **options,
+    )
+    seconds = time.perf_counter() - t0
+    cpu_seconds = time.process_time() - cpu0
+    engine_rate = total / seconds
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = {
+        "positions": args.positions,
+        "heads": args.heads,
+        "exits": len(space.exits),
+        "samples": args.samples,
+        "classes": args.classes,
+        "max_exits": args.max_exits,
+        "pixel_thresholds": len(pixel),
+        "image_thresholds": space.num_ti,
+        "truncation": args.truncation,
+        "configurations": total,
+        "backend": backend,
+        "threads": args.threads or len(os.sched_getaffinity(0)),
+        "engine_seconds": round(seconds, 2),
+        "engine_configs_per_s": engine_rate,
+        "engine_cpu_seconds": round(cpu_seconds, 2),
+        "engine_configs_per_cpu_s": total / cpu_seconds,
+        "naive_configs_per_s": naive_rate,
+        "naive_sampled": done,
+        "speedup": engine_rate / naive_rate,
+        "front_points": len(front),
+        "front_2d_points": len(front.front_2d()),
+        "naive_estimate_s": total / naive_rate,
+        "peak_rss_mib": round(peak_mib, 1),
+        "cpu": platform.processor() or platform.machine(),
+        "load_average": os.getloadavg(),
+    }
+    if args.json:
+        print(json.dumps(out))
+        return
+    rows = [
+        (
+            "space",
+            f"{out['exits']} exits ({args.positions} positions x {args.heads} heads), "
+            f"k <= {args.max_exits}, {len(pixel)} x {space.num_ti} thresholds, N={args.samples}, "
+            f"C={args.classes}, truncation {'on' if args.truncation else 'off'}",
+        ),
+        ("configurations", f"{total:,}"),
+        (
+            "engine",
+            f"{engine_rate:,.0f} configs/s ({backend}, {out['threads']} threads), "
+            f"{seconds:,.1f} s total",
+        ),
+        (
+            "engine CPU time",
+            f"{cpu_seconds:,.1f} s, {total / cpu_seconds:,.0f} configs per CPU-second "
+            "(on idle cores the wall time is about CPU time / threads)",
+        ),
+        (
+            "naive evaluate()",
+            f"{naive_rate:,.0f} configs/s ({done:,} sampled); whole space "
+            f"would take {out['naive_estimate_s'] / 3600:,.1f} h",
+        ),
+        ("ratio", f"{out['speedup']:,.0f}x"),
+        ("front", f"{out['front_points']} points (3-D), {out['front_2d_points']} (2-D)"),
+        ("peak memory", f"{peak_mib:,.0f} MiB (max RSS)"),
+        ("load average", " ".join(f"{x:.2f}" for x in out["load_average"])),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""MESS training benchmarks.
+
+Schemes (``--preset tiny|small``): three ways to train the same supernet on the same budget
+(the same number of training images seen), measured on the mess-synth test split:
+
+- ``two-stage`` (MESS): stage 1 (backbone + final + one sampled light exit per iteration) for
+  ``e1`` epochs, then stage 2 (frozen backbone, every head, positive filtering distillation)
+  for ``e2`` epochs;
+- ``end-to-end``: every exit trained jointly with the backbone for ``e1 + e2`` epochs
+  (``CE(final) + w * mean(CE(exits))``);
+- ``heads-only``: backbone + final alone for ``e1`` epochs, then the heads on the frozen
+  backbone for ``e2`` epochs with labels only (no distillation).
+
+Prints a table, then one JSON line ``{"rows": [{"scheme", "final_miou", "exit_miou"}...]}``.
+
+Stage-2 throughput (``--stage2-throughput``): images/s of one stage-2 step training every head
+of the full space from one backbone pass, vs. one head, vs. the backbone pass alone, and the
+peak memory of each (fresh process each; CPU: peak RSS via ``VmHWM``, CUDA:
+``torch.cuda.max_memory_allocated``).
+
+    python bench/training.py --preset tiny --json
+    python bench/training.py --stage2-throughput [--size 64x64] [--batch-size 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from mess.data import build_dataset
+from mess.nn import build_model, to_supernet
+from mess.nn.train import TrainConfig, evaluate, train_stage1, train_stage2
+from mess.nn.train.common import Distributed, build_optimizer
+from mess.nn.train.stage2 import Stage2
+from mess.space import FINAL
+
+
+@dataclass(frozen=True)
+class Preset:
+    size: tuple[int, int]
+    space: str
+    train_length: int
+    val_length: int
+    test_length: int
+    e1: int
+    e2: int
+    batch_size: int
+    lr: float
+    optimizer: str = "adamw"
+
+
+PRESETS = {
+    "tiny": Preset((64, 64), "tiny", 192, 64, 200, 2, 2, 8, 2e-3),
+    "small": Preset((128, 128), "full", 1000, 100, 300, 6, 4, 8, 2e-3),
+}
+NUM_CLASSES = 8
+
+
+def _supernet(space: str, seed: int) -> Any:
+    torch.manual_seed(seed)
+    return to_supernet(build_model("torchvision:resnet18", num_classes=NUM_CLASSES), space=space)
+
+
+def run_schemes(preset: Preset, *, seed: int = 0, progress: bool = True) -> list[dict[str, Any]]:
+    """Train the three schemes from the same initial supernet; test-split mIoU of every exit."""
+    data = f"synth:{NUM_CLASSES}"
+    train = build_dataset(
+        data, "train", size=preset.size, train=True, length=preset.train_length, seed=seed
+    )
+    test = build_dataset(data, "test", size=preset.size, length=preset.test_length)
+    initial = _supernet(preset.space, seed)
+    exits = initial.early_exit_ids
+
+    def config(epochs: int) -> TrainConfig:
+        return TrainConfig(
+            epochs=epochs,
+            batch_size=preset.batch_size,
+            lr=preset.lr,
+            optimizer=preset.optimizer,
+            seed=seed,
+            device="auto",
+            progress=progress,
+        )
+
+    rows = []
+    for scheme in ("two-stage", "end-to-end", "heads-only"):
+        sn = copy.deepcopy(initial)
+        start = time.perf_counter()
+        if scheme == "two-stage":
+            train_stage1(sn, train, config=config(preset.e1))
+            train_stage2(sn, train, config=config(preset.e2), distill_weight=1.0)
+        elif scheme == "end-to-end":
+            train_stage1(sn, train, config=config(preset.e1 + preset.e2), exits=exits, joint=True)
+        else:
+            train_stage1(sn, train, config=config(preset.e1), exit_weight=0.0)
+            train_stage2(sn, train, config=config(preset.e2), distill_weight=0.0)
+        seconds = time.perf_counter() - start
+        Console(stderr=True).print(f"{scheme}: trained in {seconds:.0f} s")
+        device = next(sn.parameters()).device
+        miou = evaluate(sn, test, [*exits, FINAL], batch_size=16, device=device)
+        rows.append(
+            {
+                "scheme": scheme,
+                "final_miou": miou[FINAL],
+                "exit_miou": {e: miou[e] for e in exits},
+                "images_seen": (preset.e1 + preset.e2) * len(train),
+                "seconds": round(seconds, 1),
+            }
+        )
+    return rows
+
+
+def print_schemes(rows: list[dict[str, Any]], positions: list[str]) -> None:
+    table = Table(title="test-split mIoU (%) by training scheme, same images seen")
+    table.add_column("scheme")
+    table.add_column("final", justify="right")
+    table.add_column("exits mean", justify="right")
+    for p in positions:
+        table.add_column(f"{p} best", justify="right")
+    table.add_column("s", justify="right")
+    for r in rows:
+        by_pos = [
+            max(v for e, v in r["exit_miou"].items() if e.rpartition("/")[0] == p)
+            for p in positions
+        ]
+        table.add_row(
+            r["scheme"],
+            f"{100 * r['final_miou']:.2f}",
+            f"{100 * np.mean(list(r['exit_miou'].values())):.2f}",
+            *[f"{100 * v:.2f}" for v in by_pos],
+            f"{r['seconds']:.0f}",
+        )
+    Console(width=200).print(table)
+
+
+# ---------------------------------------------------------------------- stage-2 throughput
+
+
+def _peak_reset() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+
+
+def _peak_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _throughput_worker(
+    mode: str, size: tuple[int, int], batch: int, steps: int, threads: int, queue: Any
+) -> None:
+    torch.set_num_threads(threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sn = _supernet("full", 0).to(device)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, *size, generator=g).to(device)
+    masks = torch.randint(0, NUM_CLASSES, (batch, *size), generator=g).to(device)
+    middle = sn.positions[len(sn.positions) // 2].name
+    exits = {
+        "all": None,
+        "all, 36 per step": None,
+        "one head": [f"{middle}/crm1-b1-rdi0-fcn"],
+    }.get(mode)
+    base = _peak_mb() if device.type == "cuda" else _rss_mb()
+    if mode == "backbone":
+        sn.eval()
+
+        def step() -> None:
+            with torch.no_grad():
+                sn.forward_features(images, range(len(sn.positions)), final=True)
+
+        n_heads = 0
+    else:
+        stage = Stage2(exits=exits, heads_per_step=36 if "36" in mode else 0)
+        stage.setup(sn, device, Distributed())
+        stage.train_mode()
+        opt = build_optimizer(stage.parameters(), TrainConfig(batch_size=batch))
+        n_heads = len(stage.exits or ())
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            stage.step(images, masks, lambda loss: loss.backward(), contextlib.nullcontext)
+            opt.step()
+
+    step()  # warm-up (allocates the optimiser state)
+    _peak_reset()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / steps
+    queue.put(
+        {
+            "mode": mode,
+            "heads": n_heads,
+            "step_s": seconds,
+            "images_per_s": batch / seconds,
+            "peak_mb": _peak_mb(),
+            "before_mb": base,
+            "device": str(device),
+        }
+    )
+
+
+THROUGHPUT_MODES = ("backbone", "one head", "all", "all, 36 per step")
+
+
+def run_throughput(
+    size: tuple[int, int], batch: int, steps: int, threads: int = 1
+) -> list[dict[str, Any]]:
+    """Each mode in a fresh process, so that peak memory is that mode's alone."""
+    ctx = mp.get_context("spawn")
+    rows = []
+    for mode in THROUGHPUT_MODES:
+        queue = ctx.Queue()
+        proc = ctx.Process(
+            target=_throughput_worker, args=(mode, size, batch, steps, threads, queue)
+        )
+        proc.start()
+        rows.append(queue.get())
+        proc.join()
+    return rows
+
+
+def print_throughput(rows: list[dict[str, Any]], size: tuple[int, int], batch: int) -> None:
+    by = {r["mode"]: r for r in rows}
+    table = Table(
+        title=f"stage 2 step, resnet18 full space, {size[0]}x{size[1]}, batch {batch}, "
+        f"{rows[0]['device']}"
+    )
+    for col in ("mode", "heads", "s/step", "images/s", "peak MB", "MB before steps"):
+        table.add_column(col, justify="left" if col == "mode" else "right")
+    for r in rows:
+        table.add_row(
+            r["mode"],
+            str(r["heads"]),
+            f"{r['step_s']:.3f}",
+            f"{r['images_per_s']:.2f}",
+            f"{r['peak_mb']:.0f}",
+            f"{r['before_mb']:.0f}",
+        )
+    Console(width=160).print(table)
+    full, backbone, one = by["all"], by["backbone"], by["one head"]
+    n = full["heads"]
+    # Separate trainings: every head pays its own backbone pass; the heads' own work is what
+    # the shared step spends beyond its backbone pass.
+    separate = n * backbone["step_s"] + (full["step_s"] - backbone["step_s"])
+    Console().print(
+        f"{n} heads from one backbone pass: {full['step_s']:.2f} s/step = "
+        f"{full['step_s'] / one['step_s']:.1f}x one head's step; {n} separate trainings "
+        f"would need about {separate:.1f} s for the same batch ({separate / full['step_s']:.1f}x)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--stage2-throughput", action="store_true", help="Stage-2 cost study.")
+    parser.add_argument("--size", default="64x64", help="Throughput input size HxW.")
+    parser.add_argument("--batch-size", type=int, default=8, help="Throughput batch size.")
+    parser.add_argument("--steps", type=int, default=3, help="Timed throughput steps.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: best on a shared 2-core box)."
+    )
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--json", action="store_true", help="Print one JSON line last.")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.stage2_throughput:
+        h, w = (int(v) for v in args.size.lower().split("x"))
+        rows = run_throughput((h, w), args.batch_size, args.steps, args.threads)
+        print_throughput(rows, (h, w), args.batch_size)
+        if args.json:
+            print(json.dumps({"stage2_throughput": rows}))
+        return
+    preset = PRESETS[args.preset]
+    rows = run_schemes(preset, seed=args.seed, progress=not args.no_progress)
+    positions = list(dict.fromkeys(e.rpartition("/")[0] for e in rows[0]["exit_miou"]))
+    print_schemes(rows, positions)
+    if args.json:
+        print(json.dumps({"rows": rows}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m mess`` runs the CLI."""
+
+from mess.cli import main
+
+main()

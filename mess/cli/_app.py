@@ -1,0 +1,79 @@
+"""The typer application shared by every command module."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from mess import __version__
+
+app = typer.Typer(
+    name="mess",
+    help="MESS: multi-exit semantic segmentation. Convert, train, calibrate, export, search, "
+    "serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+class UserError(Exception):
+    """A mistake in the user's input: printed as one line, exit code 2 (or ``code``)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mess {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    """Console-script entry point: one clear line for user errors, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(exc.code) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        raise SystemExit(130) from None
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        raise
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Parse ``HxW`` (or a single ``S`` for a square) into ``(H, W)``."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise UserError(f"invalid size {text!r}: expected HxW, e.g. 512x1024") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) <= 0:
+        raise UserError(f"invalid size {text!r}: expected HxW with positive integers")
+    return values[0], values[1]

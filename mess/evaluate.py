@@ -1,0 +1,110 @@
+"""Measure a tailored ONNX model on labelled images: mIoU, exits taken, latency (torch-free).
+
+Batch 1, as a device runs it. mIoU is accumulated over the whole set (intersections and
+unions summed over images, then averaged over classes with a non-empty union), exactly as
+DESIGN.md section 6 defines it for the exit statistics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Evaluation:
+    miou: float
+    per_class_iou: list[float | None]
+    exit_counts: list[int]
+    latency_ms: list[float] = field(repr=False)
+
+    @property
+    def exit_fractions(self) -> list[float]:
+        total = max(sum(self.exit_counts), 1)
+        return [c / total for c in self.exit_counts]
+
+    def summary(self) -> dict[str, Any]:
+        lat = np.asarray(self.latency_ms)
+        return {
+            "miou": self.miou,
+            "per_class_iou": self.per_class_iou,
+            "exit_counts": self.exit_counts,
+            "exit_fractions": self.exit_fractions,
+            "latency_ms": {
+                "mean": float(lat.mean()),
+                "median": float(np.median(lat)),
+                "p90": float(np.percentile(lat, 90)),
+            },
+            "images": len(self.latency_ms),
+        }
+
+
+def miou_from_counts(intersection: np.ndarray, union: np.ndarray) -> tuple[float, list]:
+    """Mean IoU over classes with ``union > 0``, and the per-class IoU (None where empty)."""
+    present = union > 0
+    ious = np.where(present, intersection / np.maximum(union, 1), np.nan)
+    per_class = [None if np.isnan(v) else float(v) for v in ious]
+    return (float(np.nanmean(ious)) if present.any() else 0.0), per_class
+
+
+def evaluate_model(
+    model: str | bytes,
+    samples: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    num_classes: int,
+    ignore_index: int = 255,
+    threads: int = 1,
+    warmup: int = 3,
+    progress: Callable[[int], None] | None = None,
+) -> Evaluation:
+    """Run ``model`` on every ``(image float32 [3,H,W] in [0,1], mask int [H,W])``.
+
+    Args:
+        model: path or bytes of a tailored ONNX model (inputs ``image``; outputs ``logits``,
+            ``exit``).
+        samples: labelled images of the model's input size.
+        num_classes: C.
+        ignore_index: label to ignore.
+        threads: onnxruntime intra-op threads.
+        warmup: untimed runs on the first image.
+        progress: called with 1 after each image.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    inter = np.zeros(num_classes, dtype=np.int64)
+    pred_count = np.zeros(num_classes, dtype=np.int64)
+    target_count = np.zeros(num_classes, dtype=np.int64)
+    exits: dict[int, int] = {}
+    latency: list[float] = []
+    first = True
+    for image, mask in samples:
+        x = np.ascontiguousarray(image, dtype=np.float32)[None]
+        if first:
+            for _ in range(warmup):
+                session.run(None, {"image": x})
+            first = False
+        start = time.perf_counter()
+        logits, exit_index = session.run(["logits", "exit"], {"image": x})
+        latency.append((time.perf_counter() - start) * 1e3)
+        exits[int(exit_index)] = exits.get(int(exit_index), 0) + 1
+        pred = logits[0].argmax(axis=0)
+        target = np.asarray(mask)
+        valid = target != ignore_index
+        p, t = pred[valid], target[valid].astype(np.int64)
+        inter += np.bincount(t[p == t], minlength=num_classes)[:num_classes]
+        pred_count += np.bincount(p, minlength=num_classes)[:num_classes]
+        target_count += np.bincount(t, minlength=num_classes)[:num_classes]
+        if progress is not None:
+            progress(1)
+    union = pred_count + target_count - inter
+    miou, per_class = miou_from_counts(inter, union)
+    k = max(exits) + 1 if exits else 0
+    return Evaluation(miou, per_class, [exits.get(i, 0) for i in range(k)], latency)

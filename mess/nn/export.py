@@ -1,0 +1,361 @@
+"""ONNX export of supernet parts, each checked against PyTorch in onnxruntime.
+
+Parts (fixed input size ``H x W``, batch 1), named as in the bundle manifest:
+
+- ``segment/<position>``: features of the previous position (the first one: the image in
+  [0, 1], normalisation inside) -> features at ``<position>``;
+- ``segment/final``: last position -> input of the original head;
+- ``head/<exit id>``: features -> logits at the head's resolution;
+- ``head/final``: the original head with its upsampling -> logits ``[1, C, H, W]``
+  (LRASPP: a second input ``low``, the features of its low-level position);
+- ``upsample/<position>``: head-resolution logits -> ``[1, C, H, W]`` (bilinear);
+- ``policy/<position>``: head-resolution logits -> image scores ``[1, T]`` at the
+  calibration's pixel thresholds (:mod:`mess.policy`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import TensorProto, helper
+from torch import nn
+
+from mess.nn.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
+from mess.nn.policy import image_scores
+from mess.nn.supernet import Supernet
+
+log = logging.getLogger(__name__)
+OPSET = 17
+PARITY_RTOL = 1e-4
+
+
+class ExportError(RuntimeError):
+    """A part that does not export or does not match PyTorch in onnxruntime."""
+
+
+@dataclass
+class Part:
+    name: str
+    kind: str  # segment | head | final_head | upsample | policy
+    model: bytes
+    inputs: list[str]
+    outputs: list[str]
+    input_shapes: list[list[int]] = field(default_factory=list)
+
+
+class _First(nn.Module):
+    def __init__(self, segment: nn.Module) -> None:
+        super().__init__()
+        self.normalize = Normalize()
+        self.segment = segment
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.segment(self.normalize(image))
+
+
+class _FinalHead(nn.Module):
+    def __init__(self, supernet: Supernet, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.head = supernet.final_head
+        self.size = size
+
+    def forward(self, x: torch.Tensor, low: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.head(x, low)
+        return F.interpolate(logits, size=self.size, mode="bilinear", align_corners=False)
+
+
+class _Upsample(nn.Module):
+    def __init__(self, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(logits, size=self.size, mode="bilinear", align_corners=False)
+
+
+class _Policy(nn.Module):
+    def __init__(self, thresholds: Sequence[float]) -> None:
+        super().__init__()
+        self.thresholds = [float(t) for t in thresholds]
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return image_scores(logits, self.thresholds)
+
+
+def _identity_model(name: str, shape: list[int]) -> bytes:
+    """An ONNX graph passing its input through (an empty ``final`` segment)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], name, [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    return model.SerializeToString()
+
+
+def _to_onnx(
+    module: nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str]
+) -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            args,
+            buf,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=inputs,
+            output_names=outputs,
+            do_constant_folding=True,
+        )
+    return buf.getvalue()
+
+
+def check_parity(part: Part, args: Sequence[torch.Tensor], expected: torch.Tensor) -> float:
+    """Run a part in onnxruntime; raise unless it matches PyTorch (1e-4 relative)."""
+    import onnxruntime as ort
+
+    model = onnx.load_from_string(part.model)
+    onnx.checker.check_model(model, full_check=True)
+    session = ort.InferenceSession(part.model, providers=["CPUExecutionProvider"])
+    feeds = {n: a.detach().cpu().numpy() for n, a in zip(part.inputs, args, strict=True)}
+    got = session.run(None, feeds)[0]
+    ref = expected.detach().cpu().numpy()
+    if got.shape != ref.shape:
+        raise ExportError(f"{part.name}: onnxruntime shape {got.shape} != PyTorch {ref.shape}")
+    scale = max(float(np.abs(ref).max()), 1e-12)
+    error = float(np.abs(got - ref).max()) / scale
+    if not np.isfinite(error) or error > PARITY_RTOL:
+        raise ExportError(f"{part.name}: onnxruntime differs from PyTorch by {error:.2e} (rel.)")
+    return error
+
+
+def export_parts(
+    supernet: Supernet,
+    input_size: tuple[int, int],
+    pixel_thresholds: Sequence[float],
+    *,
+    check: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> list[Part]:
+    """Export every part of ``supernet`` for ``input_size``, checked in onnxruntime.
+
+    Args:
+        supernet: the supernet (eval mode is set here).
+        input_size: ``(H, W)`` of the images the tailored models will take.
+        pixel_thresholds: thresholds baked into the policy parts (the stats' ones).
+        check: run ``onnx.checker`` and the onnxruntime parity check on every part.
+        progress: called with each part name once it is done.
+
+    Returns:
+        The parts in dependency order.
+    """
+    supernet = supernet.cpu().eval()
+    h, w = input_size
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, h, w, generator=gen)
+    parts: list[Part] = []
+
+    def add(
+        name: str,
+        kind: str,
+        module: nn.Module,
+        args: tuple[torch.Tensor, ...],
+        inputs: list[str],
+        outputs: list[str],
+    ) -> torch.Tensor:
+        with torch.no_grad():
+            expected = module(*args)
+        part = Part(
+            name,
+            kind,
+            _to_onnx(module, args, inputs, outputs),
+            inputs,
+            outputs,
+            [list(a.shape) for a in args],
+        )
+        if check:
+            check_parity(part, args, expected)
+        parts.append(part)
+        if progress is not None:
+            progress(name)
+        return expected
+
+    features: dict[int, torch.Tensor] = {}
+    x = image
+    for pos, segment in zip(supernet.positions, supernet.segments, strict=True):
+        module = _First(segment) if pos.index == 0 else segment
+        first = pos.index == 0
+        x = add(f"segment/{pos.name}", "segment", module, (x,), ["image" if first else "x"], ["y"])
+        features[pos.index] = x
+    with torch.no_grad():
+        last = supernet.final_segment(x)
+    if len(list(supernet.final_segment.children())) == 0:
+        part = Part(
+            "segment/final",
+            "segment",
+            _identity_model("segment_final", list(x.shape)),
+            ["x"],
+            ["y"],
+            [list(x.shape)],
+        )
+        parts.append(part)
+    else:
+        last = add("segment/final", "segment", supernet.final_segment, (x,), ["x"], ["y"])
+    low = supernet.final_head.low_position
+    if low is not None:
+        add(
+            "head/final",
+            "final_head",
+            _FinalHead(supernet, input_size),
+            (last, features[low]),
+            ["x", "low"],
+            ["logits"],
+        )
+    else:
+        add(
+            "head/final", "final_head", _FinalHead(supernet, input_size), (last,), ["x"], ["logits"]
+        )
+    done_positions: set[int] = set()
+    for eid in supernet.early_exit_ids:
+        pos = supernet.position_of(eid)
+        logits = add(
+            f"head/{eid}",
+            "head",
+            supernet.exit_head(eid),
+            (features[pos.index],),
+            ["x"],
+            ["logits"],
+        )
+        if pos.index in done_positions:
+            continue
+        done_positions.add(pos.index)
+        add(
+            f"upsample/{pos.name}",
+            "upsample",
+            _Upsample(input_size),
+            (logits,),
+            ["logits"],
+            ["logits_up"],
+        )
+        add(
+            f"policy/{pos.name}",
+            "policy",
+            _Policy(pixel_thresholds),
+            (logits,),
+            ["logits"],
+            ["scores"],
+        )
+    return parts
+
+
+def part_filename(name: str) -> str:
+    """Archive path of a part: ``head/layer1.0/crm1-b0-rdi0-fcn`` -> ``parts/head__...onnx``."""
+    return "parts/" + name.replace("/", "__") + ".onnx"
+
+
+def export_bundle(
+    supernet: Supernet,
+    stats_path: str | Path,
+    input_size: tuple[int, int],
+    output: str | Path,
+    *,
+    name: str | None = None,
+    check: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Write a ``mess-bundle`` v1 (zip): manifest, ONNX parts, stats, GFLOPs costs, weights.
+
+    Args:
+        supernet: the trained supernet.
+        stats_path: its ``mess-stats`` file (from ``mess calibrate``); its pixel thresholds
+            are baked into the policy parts, and its supernet digest must match.
+        input_size: ``(H, W)`` of the tailored models.
+        output: the ``.mess`` file to write.
+        name: a human name (default: the output's stem).
+        check: check every part in onnxruntime against PyTorch.
+        progress: called with each part name.
+
+    Returns:
+        The manifest.
+    """
+    import hashlib
+    import json
+
+    from mess.bundle import write_bundle
+    from mess.nn.costs import gflops_table
+    from mess.stats import load_stats
+
+    stats = load_stats(stats_path)
+    digest = supernet.digest()
+    if stats.meta.get("supernet") != digest:
+        raise ExportError(
+            f"{stats_path} was computed for supernet {str(stats.meta.get('supernet'))[:12]}, "
+            f"not this one ({digest[:12]}): run mess calibrate again"
+        )
+    thresholds = [float(t) for t in stats.meta["pixel_thresholds"]]
+    parts = export_parts(supernet, input_size, thresholds, check=check, progress=progress)
+    files: dict[str, bytes] = {}
+    part_index: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        path = part_filename(part.name)
+        files[path] = part.model
+        part_index[part.name] = {
+            "path": path,
+            "sha256": hashlib.sha256(part.model).hexdigest(),
+            "kind": part.kind,
+            "inputs": part.inputs,
+            "input_shapes": part.input_shapes,
+        }
+    files["stats.npz"] = Path(stats_path).read_bytes()
+    costs = gflops_table(supernet, input_size, num_thresholds=1)
+    files["costs.json"] = json.dumps(costs, indent=1).encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        supernet.save(Path(tmp) / "supernet.pt")
+        files["supernet.pt"] = (Path(tmp) / "supernet.pt").read_bytes()
+    sn_manifest = supernet.manifest()
+    low = supernet.final_head.low_position
+    manifest = {
+        "format": "mess-bundle",
+        "version": 1,
+        "name": name or Path(output).stem,
+        "supernet": digest,
+        "source": {
+            **sn_manifest["source"],
+            "space": sn_manifest["space"],
+            "widths": sn_manifest["widths"],
+            "low_position": supernet.positions[low].name if low is not None else None,
+            "pixel_thresholds": thresholds,
+        },
+        "num_classes": supernet.num_classes,
+        "class_names": list(stats.meta.get("class_names") or []),
+        "ignore_index": 255,
+        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "input_size": [int(input_size[0]), int(input_size[1])],
+        "positions": [
+            {"name": p.name, "channels": p.channels, "stride": p.stride} for p in supernet.positions
+        ],
+        "exits": sn_manifest["exits"],
+        "parts": part_index,
+        "stats": {"path": "stats.npz", "sha256": _sha(files["stats.npz"])},
+        "costs": {"path": "costs.json", "sha256": _sha(files["costs.json"])},
+        "weights": {"path": "supernet.pt", "sha256": _sha(files["supernet.pt"])},
+    }
+    write_bundle(output, manifest, files)
+    return manifest
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

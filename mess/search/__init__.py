@@ -1,0 +1,37 @@
+"""Exact exhaustive search of early exits and exit policy (torch-free).
+
+>>> from mess.search import search
+>>> result = search(stats, costs, objective="max-accuracy", budget=30.0)  # doctest: +SKIP
+>>> result.configuration.to_json()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from mess.search.api import compute_front, resolve, search
+from mess.search.configuration import Configuration, ExitRule
+from mess.search.front import FrontPoint, NoFeasibleConfiguration, ParetoFront
+from mess.search.result import SearchResult
+from mess.search.space import (
+    DEFAULT_IMAGE_THRESHOLDS,
+    Metrics,
+    Problem,
+    SearchSpace,
+    evaluate,
+)
+
+__all__ = [
+    "DEFAULT_IMAGE_THRESHOLDS",
+    "Configuration",
+    "ExitRule",
+    "FrontPoint",
+    "Metrics",
+    "NoFeasibleConfiguration",
+    "ParetoFront",
+    "Problem",
+    "SearchResult",
+    "SearchSpace",
+    "compute_front",
+    "evaluate",
+    "resolve",
+    "search",
+]

@@ -1,0 +1,1 @@
+"""mess-agent: the on-device profiler (onnxruntime + httpx only)."""

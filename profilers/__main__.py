@@ -1,0 +1,5 @@
+"""``python -m profilers`` runs ``mess-agent``."""
+
+from profilers.cli import main
+
+main()

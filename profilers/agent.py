@@ -1,0 +1,357 @@
+"""The ``mess-agent`` job loop: register, lease, download, measure, upload, repeat.
+
+Server API (v1) it speaks, all with ``Authorization: Bearer <token>`` (role agent):
+
+- ``POST /v1/devices`` ``{"name", "attributes"}``: register or update this device;
+- ``POST /v1/jobs/lease`` ``{"device"}``: 200 ``{"job": {...}}`` or 204 when none is queued;
+- ``POST /v1/jobs/{id}/heartbeat``: extends the lease; 409 when the lease was lost;
+- ``POST /v1/jobs/{id}/result`` ``{"timings", "context", "wholes"}``: idempotent;
+- ``POST /v1/jobs/{id}/release``: give a job back unfinished (SIGTERM);
+- ``POST /v1/jobs/{id}/fail`` ``{"error"}``;
+- ``GET /v1/supernets/{id}`` (manifest) and ``GET /v1/supernets/{id}/parts/{name}``.
+
+Network errors and 5xx are retried with exponential backoff, so the agent carries on across a
+server restart. A bad token or an unreachable server is one clear line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from profilers.measure import (
+    Timing,
+    device_attributes,
+    make_session,
+    measure_parts,
+    measurement_context,
+    random_inputs,
+    time_session,
+)
+
+log = logging.getLogger(__name__)
+
+
+class AgentError(Exception):
+    """Fatal for the agent: bad token, unreachable server, protocol mismatch."""
+
+
+class TokenRefused(AgentError):
+    """401/403: retrying cannot help."""
+
+
+class ServerUnavailable(AgentError):
+    """The server did not answer, or answered 5xx, through every retry (it may be restarting).
+
+    Fatal with ``--once``; the job loop waits and tries again.
+    """
+
+
+class ServerUnreachable(ServerUnavailable):
+    """No connection at all through every retry."""
+
+
+class LeaseLost(Exception):
+    """The server gave this job to someone else (our lease expired)."""
+
+
+def default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "mess-agent"
+
+
+@dataclass
+class AgentConfig:
+    server: str
+    token: str
+    name: str
+    threads: int = 1
+    providers: list[str] | None = None
+    tier: str = "quick"
+    cache_dir: Path | None = None
+    retries: int = 5
+    backoff: float = 0.5
+    poll_seconds: float = 5.0
+    wholes: int = 3  # tailored models measured whole per job
+
+
+def make_client(config: AgentConfig, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    """One client for the agent's lifetime: base URL, token, timeouts, connect retries."""
+    return httpx.Client(
+        base_url=config.server.rstrip("/"),
+        headers={"Authorization": f"Bearer {config.token}", "User-Agent": "mess-agent/1"},
+        timeout=httpx.Timeout(30.0, connect=5.0),
+        transport=transport or httpx.HTTPTransport(retries=2),
+    )
+
+
+class Agent:
+    """Works through profiling jobs for one device name (several agents may share it)."""
+
+    def __init__(self, config: AgentConfig, client: httpx.Client) -> None:
+        self.config = config
+        self.client = client
+        self.cache = config.cache_dir or default_cache_dir()
+        self.stopping = threading.Event()
+        self.current_job: int | None = None
+
+    # ------------------------------------------------------------------ HTTP
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send with retries (network errors, 5xx); raise AgentError for 401/403."""
+        delay = self.config.backoff
+        for attempt in range(self.config.retries + 1):
+            try:
+                response = self.client.request(method, url, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt == self.config.retries:
+                    reason = exc.__class__.__name__
+                    raise ServerUnreachable(
+                        f"cannot reach the server at {self.config.server} ({reason})"
+                    ) from None
+                log.warning("network error on %s %s: %s; retrying", method, url, exc)
+            else:
+                if response.status_code in (401, 403):
+                    detail = _detail(response)
+                    raise TokenRefused(
+                        f"the server refused the token ({response.status_code}: {detail})"
+                    )
+                if response.status_code < 500 or attempt == self.config.retries:
+                    return response
+                log.warning("server error %s on %s %s; retrying", response.status_code, method, url)
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")
+
+    def register(self) -> dict[str, Any]:
+        attributes = device_attributes() | {"threads": self.config.threads}
+        if self.config.providers:
+            attributes["providers"] = self.config.providers
+        response = self.request(
+            "POST", "/v1/devices", json={"name": self.config.name, **attributes}
+        )
+        _raise_for(response, "register the device")
+        return dict(response.json())
+
+    def lease(self) -> dict[str, Any] | None:
+        response = self.request("POST", "/v1/jobs/lease", json={"device": self.config.name})
+        if response.status_code == 204:
+            return None
+        _raise_for(response, "lease a job")
+        return dict(response.json()["job"])
+
+    # ------------------------------------------------------------------ parts
+    def part_bytes(self, supernet_id: str, name: str, sha256: str) -> bytes:
+        """A part from the cache (by sha256), else downloaded and verified."""
+        path = self.cache / sha256[:2] / sha256
+        if path.is_file():
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() == sha256:
+                return data
+        response = self.request("GET", f"/v1/supernets/{supernet_id}/parts/{name}")
+        _raise_for(response, f"download part {name}")
+        data = response.content
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise AgentError(f"part {name} does not match its sha256")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        return data
+
+    # ------------------------------------------------------------------ jobs
+    def process(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Measure one job's parts (and a few whole models) and upload the timings."""
+        job_id = int(job["id"])
+        self.current_job = job_id
+        lost = threading.Event()
+        lease = {"lease_id": str(job["lease_id"])}
+        beat = threading.Thread(
+            target=self._heartbeat,
+            args=(job_id, lease, float(job.get("lease_seconds", 60)), lost),
+            daemon=True,
+        )
+        beat.start()
+        try:
+            response = self.request("GET", f"/v1/supernets/{job['supernet_id']}")
+            _raise_for(response, "read the supernet manifest")
+            manifest = response.json()
+            parts = {
+                p["name"]: self.part_bytes(job["supernet_id"], p["name"], p["sha256"])
+                for p in manifest["parts"]
+            }
+
+            def check(name: str, timing: Timing) -> None:
+                log.info("%s: median %.3f ms", name, timing.median)
+                if lost.is_set():
+                    raise LeaseLost(job_id)
+                if self.stopping.is_set():
+                    raise InterruptedError
+
+            timings = measure_parts(
+                parts,
+                threads=self.config.threads,
+                providers=self.config.providers,
+                tier=self.config.tier,
+                seed=job_id,
+                progress=check,
+            )
+            wholes = self._measure_wholes(manifest, parts, job.get("configurations") or [])
+            payload = {
+                **lease,
+                "timings": {name: t.samples_ms for name, t in timings.items()},
+                "context": measurement_context(
+                    self.config.threads,
+                    self.config.providers,
+                    self.config.tier,
+                ),
+                "wholes": wholes,
+            }
+            response = self.request("POST", f"/v1/jobs/{job_id}/result", json=payload)
+            if response.status_code == 409:
+                raise LeaseLost(job_id)
+            _raise_for(response, "upload the result")
+            return dict(response.json())
+        except InterruptedError:
+            self.request("POST", f"/v1/jobs/{job_id}/release", json=lease)
+            raise
+        except (AgentError, LeaseLost):
+            raise
+        except Exception as exc:  # measurement failed: report it, keep the agent alive
+            log.exception("job %s failed", job_id)
+            self.request(
+                "POST",
+                f"/v1/jobs/{job_id}/fail",
+                json={**lease, "error": f"{exc.__class__.__name__}: {exc}"[:2000]},
+            )
+            return {"failed": str(exc)}
+        finally:
+            lost.set()  # stops the heartbeat thread
+            beat.join(timeout=5)
+            self.current_job = None
+
+    def _heartbeat(
+        self, job_id: int, lease: dict[str, str], lease_seconds: float, done: threading.Event
+    ) -> None:
+        interval = max(lease_seconds / 3, 0.2)
+        while not done.wait(interval):
+            try:
+                response = self.client.post(f"/v1/jobs/{job_id}/heartbeat", json=lease)
+            except httpx.TransportError:
+                continue  # the server may be restarting; the lease has slack
+            if response.status_code == 409:
+                log.warning("lease of job %s lost", job_id)
+                done.set()
+                return
+
+    def _measure_wholes(
+        self,
+        manifest: dict[str, Any],
+        parts: dict[str, bytes],
+        configurations: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """Assemble and time a few tailored models whole (sum of parts vs whole)."""
+        if not configurations:
+            return []
+        import onnx
+
+        from mess.onnx import PartsIndex, assemble_model
+
+        index = PartsIndex.from_manifest(manifest)
+        protos = {name: onnx.load_from_string(data) for name, data in parts.items()}
+        results = []
+        for config in configurations[: self.config.wholes]:
+            model = assemble_model(protos, index, config).SerializeToString()
+            session = make_session(
+                model, threads=self.config.threads, providers=self.config.providers
+            )
+            timing = time_session(
+                session, random_inputs(session), tier=self.config.tier, name="whole"
+            )
+            results.append({"configuration": config, "samples_ms": timing.samples_ms})
+        return results
+
+    # ------------------------------------------------------------------ loops
+    def run(self, *, once: bool = False, progress: Callable[[str], None] | None = None) -> int:
+        """Register, then work through jobs. ``once``: stop when the queue is empty.
+
+        Without ``once`` the agent outlives server restarts and outages: an unavailable server
+        (no connection, or 5xx through every retry) is waited out, at registration, at lease
+        time and mid-job (that job's lease then runs out and the pool re-runs it). A refused
+        token or another 4xx is a configuration error and ends the loop.
+        """
+        while not self._waited_out(self.register, once) and not self.stopping.is_set():
+            pass
+        done = 0
+        while not self.stopping.is_set():
+            job = self._waited_out(self.lease, once)
+            if job is False:
+                continue
+            if job is None:
+                if once:
+                    break
+                self.stopping.wait(self.config.poll_seconds)
+                continue
+            try:
+                result = self.process(job)
+            except LeaseLost:
+                log.warning("job %s was re-leased elsewhere; dropping it", job["id"])
+                continue
+            except InterruptedError:
+                break
+            except ServerUnavailable as exc:
+                if once:
+                    raise
+                log.warning("job %s abandoned: %s; its lease will run out", job["id"], exc)
+                continue
+            done += 1
+            if progress is not None:
+                progress(f"job {job['id']} ({job['supernet_id'][:12]}): {result}")
+        return done
+
+    def _waited_out(self, call: Callable[[], Any], once: bool) -> Any:
+        """``call()``, or False after waiting ``poll_seconds`` when the server is unavailable."""
+        try:
+            return call()
+        except ServerUnavailable as exc:
+            if once:
+                raise
+            log.warning("%s; waiting %.0f s", exc, self.config.poll_seconds)
+            self.stopping.wait(self.config.poll_seconds)
+            return False
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: finish the current part, release the job, exit cleanly."""
+
+        def handler(signum: int, _frame: object) -> None:
+            log.warning("signal %s: releasing the current job and stopping", signum)
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))[:200]
+    except ValueError:
+        return response.text[:200]
+
+
+def _raise_for(response: httpx.Response, what: str) -> None:
+    if response.is_success:
+        return
+    if response.status_code >= 500:
+        raise ServerUnavailable(
+            f"could not {what}: the server answered {response.status_code} "
+            f"{_detail(response)} through every retry"
+        )
+    raise AgentError(f"could not {what}: {response.status_code} {_detail(response)}")

@@ -1,0 +1,1 @@
+"""MESS service: FastAPI server storing supernets, profiles, searches and tailored models."""

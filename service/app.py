@@ -1,0 +1,150 @@
+"""The FastAPI application factory.
+
+``create_app(settings)`` wires settings, error handlers, middleware (metrics, body limit)
+and the domain routers; the lifespan creates the engine, applies Alembic migrations
+(``upgrade head``), opens the blob store and makes sure an admin token exists. Nothing
+connects to anything at import time. Run it with ``mess serve`` or
+``uvicorn service.app:create_app --factory``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from mess import __version__
+from service.auth.routes import router as tokens_router
+from service.auth.service import ensure_admin
+from service.blobs import make_blob_store
+from service.configurations.routes import router as configurations_router
+from service.db import make_engine, make_sessionmaker, transaction, upgrade
+from service.deps import get_principal
+from service.devices.routes import router as devices_router
+from service.errors import ErrorResponse, install_error_handlers
+from service.jobs.routes import router as jobs_router
+from service.metrics import Metrics, MetricsMiddleware
+from service.profiles.routes import router as profiles_router
+from service.searches.routes import router as searches_router
+from service.searches.service import FrontCache
+from service.searches.worker import SearchWorker
+from service.settings import Settings
+from service.supernets.routes import router as supernets_router
+from service.uploads import BodyLimitMiddleware
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Stores MESS supernets (uploaded as `mess-bundle` files), device registrations and device
+cost tables ("profiles"). Every route but `/healthz` needs `Authorization: Bearer <token>`;
+roles: admin > engineer > agent (`/metrics` takes any valid token). Admin: `MESS_ADMIN_TOKEN`;
+when it is unset, the first start creates an admin token, stores only its hash and writes the
+token to `<MESS_DATA_DIR>/admin-token` (mode 0600), logging that path once.
+"""
+
+
+def _startup(app: FastAPI, settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.db_url
+    upgrade(url)
+    engine = make_engine(url)
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.blobs = make_blob_store(settings)
+    with transaction(app.state.sessionmaker) as session:
+        ensure_admin(session, settings)
+    app.state.fronts = FrontCache()
+    app.state.search_worker = SearchWorker(
+        app.state.sessionmaker, app.state.blobs, settings.search_workers
+    )
+    app.state.search_worker.start()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service.
+
+    Args:
+        settings: configuration; default: read from ``MESS_*`` environment variables.
+
+    Returns:
+        The FastAPI application (resources are opened by its lifespan).
+    """
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logging.getLogger("service").setLevel(settings.log_level.upper())
+        await run_in_threadpool(_startup, app, settings)
+        try:
+            yield
+        finally:
+            app.state.search_worker.stop()
+            app.state.engine.dispose()
+
+    app = FastAPI(
+        title="MESS service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    routers = (
+        tokens_router,
+        supernets_router,
+        devices_router,
+        profiles_router,
+        jobs_router,
+        searches_router,
+        configurations_router,
+    )
+    for router in routers:
+        app.include_router(router)
+
+    @app.get(
+        "/healthz",
+        tags=["health"],
+        responses={503: {"model": ErrorResponse, "description": "database unreachable"}},
+    )
+    def healthz() -> JSONResponse:
+        """Liveness and database check (no token needed)."""
+        try:
+            with app.state.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("health check: database unreachable: %s", exc)
+            return JSONResponse(
+                {"detail": f"database unreachable ({type(exc).__name__})"}, status_code=503
+            )
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        dependencies=[Depends(get_principal)],
+        responses={200: {"content": {"text/plain": {}}}, 401: {"model": ErrorResponse}},
+    )
+    def prometheus_metrics() -> Response:
+        """Prometheus metrics (any valid token): request counts and latency per route."""
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+def app_factory() -> FastAPI:
+    """``uvicorn --factory`` entry point reading settings from the environment."""
+    return create_app()
+
+
+__all__ = ["app_factory", "create_app"]

@@ -1,0 +1,47 @@
+"""``/v1/tokens``: create (shown once), list and revoke API tokens (admin only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+
+from service.auth import repository, service
+from service.auth.schemas import TokenCreate, TokenCreated, TokenList, TokenRead
+from service.deps import AdminPrincipal, SessionDep
+from service.errors import ErrorResponse
+
+router = APIRouter(
+    prefix="/v1/tokens",
+    tags=["tokens"],
+    responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TokenCreated)
+def create_token(data: TokenCreate, session: SessionDep, admin: AdminPrincipal) -> TokenCreated:
+    """Create a token; the response holds the secret, which is not stored and not shown again."""
+    row, secret = service.create_token(session, data, admin)
+    return TokenCreated.model_validate(
+        {**TokenRead.model_validate(row).model_dump(), "token": secret}
+    )
+
+
+@router.get("", response_model=TokenList)
+def list_tokens(
+    session: SessionDep,
+    _admin: AdminPrincipal,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> TokenList:
+    """All tokens, without their secrets."""
+    rows = repository.list_tokens(session, limit, offset)
+    return TokenList(items=[TokenRead.model_validate(r) for r in rows])
+
+
+@router.delete("/{token_id}", response_model=TokenRead, responses={404: {"model": ErrorResponse}})
+def revoke_token(
+    token_id: Annotated[int, Path(ge=1, le=2**62)], session: SessionDep, _admin: AdminPrincipal
+) -> TokenRead:
+    """Revoke a token; it authenticates nobody from now on."""
+    return TokenRead.model_validate(service.revoke_token(session, token_id))

@@ -1,0 +1,1 @@
+"""Configurations chosen by searches, with their tailored ONNX models."""

@@ -1,0 +1,187 @@
+"""Database plumbing: the declarative base, engines, sessions and migrations.
+
+Nothing here runs at import time: :func:`make_engine` is called from the app's lifespan
+(and by Alembic's ``env.py``). The schema only ever changes through Alembic; the app runs
+``upgrade head`` at start-up (:func:`upgrade`), never ``create_all``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
+
+# Stable constraint names, so migrations can refer to (and drop) them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Domain modules whose ORM classes make up the schema (later: searches, configurations).
+MODEL_MODULES = (
+    "service.auth.models",
+    "service.supernets.models",
+    "service.devices.models",
+    "service.profiles.models",
+    "service.jobs.models",
+    "service.searches.models",
+    "service.configurations.models",
+)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every ORM class."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: use an aware UTC timestamp")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def load_models() -> MetaData:
+    """Import every domain's ORM module and return the complete metadata.
+
+    Returns:
+        ``Base.metadata`` with all tables registered.
+    """
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+    return Base.metadata
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling breaks SAVEPOINT; SQLAlchemy emits BEGIN instead
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the one writer
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine; SQLite gets foreign keys, WAL and a busy timeout.
+
+    Args:
+        url: SQLAlchemy URL (``sqlite:///...`` or ``postgresql+psycopg://...``).
+        **kwargs: passed to :func:`sqlalchemy.create_engine`.
+
+    Returns:
+        The engine.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Session factory bound to ``engine`` (objects stay usable after commit)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error."""
+    with factory() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def migrations_dir() -> Path:
+    """The Alembic script folder: ``migrations/`` next to the package, or in the cwd.
+
+    Returns:
+        Its path.
+
+    Raises:
+        RuntimeError: when neither exists.
+    """
+    for candidate in (
+        Path(__file__).resolve().parent.parent / "migrations",
+        Path.cwd() / "migrations",
+    ):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise RuntimeError("Alembic migrations not found (expected ./migrations/env.py)")
+
+
+def alembic_config(url: str) -> Any:
+    """An Alembic ``Config`` for ``url`` without reading ``alembic.ini``.
+
+    Args:
+        url: the database URL.
+
+    Returns:
+        The config (``alembic.config.Config``).
+    """
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.attributes["url"] = url
+    cfg.attributes["configure_logging"] = False
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Apply migrations up to ``revision`` (``alembic upgrade head``).
+
+    Args:
+        url: the database URL.
+        revision: target revision.
+    """
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)

@@ -1,0 +1,27 @@
+"""Device queries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.devices.models import Device
+
+
+def get_by_name(session: Session, name: str) -> Device | None:
+    """The device called ``name``."""
+    return session.scalars(select(Device).where(Device.name == name)).one_or_none()
+
+
+def list_devices(session: Session, limit: int, offset: int) -> Sequence[Device]:
+    """Devices by name."""
+    return session.scalars(select(Device).order_by(Device.name).limit(limit).offset(offset)).all()
+
+
+def add(session: Session, device: Device) -> Device:
+    """Insert a device (flushed)."""
+    session.add(device)
+    session.flush()
+    return device

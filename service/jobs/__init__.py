@@ -1,0 +1,1 @@
+"""Profiling jobs: one per (supernet, device), leased by agents with heartbeats."""

@@ -1,0 +1,43 @@
+"""A profiling job: time every part of one supernet on one device."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.db import Base, UTCDateTime, utcnow
+
+QUEUED, LEASED, DONE, FAILED = "queued", "leased", "done", "failed"
+
+
+class Job(Base):
+    """Status ``queued`` -> ``leased`` (with a lease id and expiry) -> ``done`` | ``failed``.
+
+    An expired lease puts the job back in the queue (counted as an attempt); after
+    ``max_attempts`` the job fails and keeps its last error.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("supernet_id", "device_id"),
+        Index("ix_jobs_device_id_status", "device_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    supernet_id: Mapped[str] = mapped_column(ForeignKey("supernets.id", ondelete="CASCADE"))
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    tier: Mapped[str] = mapped_column(String(16), default="quick")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    lease_id: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    leased_by: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    configurations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    profile_id: Mapped[int | None] = mapped_column(ForeignKey("profiles.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,108 @@
+"""Queries of the job queue. Leasing is race-free on both backends: a conditional
+``UPDATE ... WHERE status = 'queued'`` decides the winner (SQLite serialises writers), and on
+PostgreSQL the candidate is also picked with ``FOR UPDATE SKIP LOCKED`` so concurrent agents
+of a pool do not even contend for the same row."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service.devices.models import Device
+from service.jobs.models import LEASED, QUEUED, Job
+from service.supernets.models import Supernet
+
+
+def get(session: Session, job_id: int) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def find(session: Session, supernet_id: str, device_id: int) -> Job | None:
+    return session.scalars(
+        select(Job).where(Job.supernet_id == supernet_id, Job.device_id == device_id)
+    ).first()
+
+
+def list_jobs(
+    session: Session,
+    *,
+    status: str | None,
+    supernet_id: str | None,
+    device_id: int | None,
+    limit: int,
+    offset: int,
+) -> Sequence[tuple[Job, str]]:
+    query = select(Job, Device.name).join(Device, Device.id == Job.device_id)
+    if status:
+        query = query.where(Job.status == status)
+    if supernet_id:
+        query = query.where(Job.supernet_id == supernet_id)
+    if device_id is not None:
+        query = query.where(Job.device_id == device_id)
+    rows = session.execute(query.order_by(Job.id).limit(limit).offset(offset)).all()
+    return [(job, name) for job, name in rows]
+
+
+def supernet_ids(session: Session) -> Sequence[str]:
+    return session.scalars(select(Supernet.id).order_by(Supernet.created_at)).all()
+
+
+def device_ids(session: Session) -> Sequence[int]:
+    return session.scalars(select(Device.id).order_by(Device.id)).all()
+
+
+def expire_leases(session: Session, now: dt.datetime) -> Sequence[Job]:
+    """Leased jobs whose lease ran out (locked on PostgreSQL)."""
+    query = select(Job).where(Job.status == LEASED, Job.lease_expires_at < now)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return session.scalars(query).all()
+
+
+def next_queued(session: Session, device_id: int, skip: Sequence[int]) -> int | None:
+    query = select(Job.id).where(Job.device_id == device_id, Job.status == QUEUED)
+    if skip:
+        query = query.where(Job.id.not_in(skip))
+    query = query.order_by(Job.id).limit(1)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return session.scalars(query).first()
+
+
+def claim(
+    session: Session, job_id: int, lease_id: str, expires: dt.datetime, by: str, now: dt.datetime
+) -> bool:
+    """Lease ``job_id`` iff it is still queued; True when this call won it."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == QUEUED)
+        .values(
+            status=LEASED,
+            lease_id=lease_id,
+            lease_expires_at=expires,
+            leased_by=by,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def extend(session: Session, job_id: int, lease_id: str, expires: dt.datetime) -> bool:
+    """Extend a lease iff it is still held under ``lease_id``."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == LEASED, Job.lease_id == lease_id)
+        .values(lease_expires_at=expires)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def add(session: Session, job: Job) -> Job:
+    session.add(job)
+    session.flush()
+    return job

@@ -1,0 +1,137 @@
+"""Job routes: list (engineer+), and the agent's lease / heartbeat / result / fail / release."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from service.deps import AgentPrincipal, BlobsDep, CurrentPrincipal, SessionDep, SettingsDep
+from service.devices.service import get_device
+from service.errors import ErrorResponse
+from service.jobs import repository, service
+from service.jobs.schemas import (
+    FailRequest,
+    JobList,
+    JobRead,
+    JobResult,
+    LeasedJob,
+    LeaseRef,
+    LeaseRequest,
+    LeaseResponse,
+    ResultResponse,
+)
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse},
+    403: {"model": ErrorResponse},
+    404: {"model": ErrorResponse},
+    409: {"model": ErrorResponse, "description": "the lease is not (or no longer) yours"},
+}
+
+
+def _device_name(session: SessionDep, device_id: int) -> str:
+    from service.devices.models import Device
+
+    device = session.get(Device, device_id)
+    return device.name if device else "?"
+
+
+@router.get("", response_model=JobList, responses=_ERRORS)
+def list_jobs(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    status: Annotated[str | None, Query(pattern="^(queued|leased|done|failed)$")] = None,
+    supernet_id: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
+    device: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobList:
+    """Profiling jobs with their status, supernet and device."""
+    principal.require("agent")
+    device_id = get_device(session, device).id if device else None
+    rows = repository.list_jobs(
+        session,
+        status=status,
+        supernet_id=supernet_id,
+        device_id=device_id,
+        limit=limit,
+        offset=offset,
+    )
+    return JobList(items=[service.read(job, name) for job, name in rows])
+
+
+@router.get("/{job_id}", response_model=JobRead, responses=_ERRORS)
+def get_job(job_id: int, session: SessionDep, principal: CurrentPrincipal) -> JobRead:
+    """One job."""
+    principal.require("agent")
+    job = service.get_job(session, job_id)
+    return service.read(job, _device_name(session, job.device_id))
+
+
+@router.post(
+    "/lease",
+    response_model=LeaseResponse,
+    responses={**_ERRORS, 204: {"description": "no queued job for this device"}},
+)
+def lease(
+    body: LeaseRequest, session: SessionDep, settings: SettingsDep, principal: AgentPrincipal
+) -> LeaseResponse | Response:
+    """Lease the device's oldest queued job (agents sharing a device name form a pool)."""
+    job = service.lease(session, settings, body.device, principal)
+    if job is None:
+        return Response(status_code=204)
+    assert job.lease_id is not None and job.lease_expires_at is not None
+    return LeaseResponse(
+        job=LeasedJob(
+            id=job.id,
+            supernet_id=job.supernet_id,
+            device=body.device,
+            lease_id=job.lease_id,
+            lease_seconds=settings.lease_seconds,
+            lease_expires_at=job.lease_expires_at,
+            tier=job.tier,
+            configurations=job.configurations or [],
+        )
+    )
+
+
+@router.post("/{job_id}/heartbeat", response_model=JobRead, responses=_ERRORS)
+def heartbeat(
+    job_id: int,
+    body: LeaseRef,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: AgentPrincipal,
+) -> JobRead:
+    """Extend the lease by ``MESS_LEASE_SECONDS``."""
+    job = service.heartbeat(session, settings, job_id, body.lease_id, principal)
+    return service.read(job, _device_name(session, job.device_id))
+
+
+@router.post("/{job_id}/result", response_model=ResultResponse, responses=_ERRORS)
+def result(
+    job_id: int, body: JobResult, session: SessionDep, blobs: BlobsDep, principal: AgentPrincipal
+) -> ResultResponse:
+    """Upload raw timings; the server computes the cost table (idempotent)."""
+    job, profile_id, version = service.submit_result(session, blobs, job_id, body, principal)
+    return ResultResponse(
+        job=service.read(job, _device_name(session, job.device_id)),
+        profile_id=profile_id,
+        version=version,
+    )
+
+
+@router.post("/{job_id}/fail", response_model=JobRead, responses=_ERRORS)
+def fail(job_id: int, body: FailRequest, session: SessionDep, principal: AgentPrincipal) -> JobRead:
+    """Record a failed attempt (re-queued until the attempts run out)."""
+    job = service.fail(session, job_id, body.lease_id, body.error, principal)
+    return service.read(job, _device_name(session, job.device_id))
+
+
+@router.post("/{job_id}/release", response_model=JobRead, responses=_ERRORS)
+def release(job_id: int, body: LeaseRef, session: SessionDep, principal: AgentPrincipal) -> JobRead:
+    """Give the job back unfinished (the agent is stopping)."""
+    job = service.release(session, job_id, body.lease_id, principal)
+    return service.read(job, _device_name(session, job.device_id))

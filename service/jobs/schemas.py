@@ -1,0 +1,111 @@
+"""Request and response bodies of the job routes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.devices.schemas import DEVICE_NAME
+
+_LEASE = "9f1c2b3a4d5e6f708192a3b4c5d6e7f8"
+
+
+class LeaseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"device": "pi-5"}]})
+
+    device: str = Field(pattern=DEVICE_NAME, description="the caller's registered device name")
+
+
+class LeaseRef(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"lease_id": _LEASE}]}
+    )
+
+    lease_id: str = Field(min_length=1, max_length=64)
+
+
+class FailRequest(LeaseRef):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"lease_id": _LEASE, "error": "InvalidGraph: ..."}]},
+    )
+
+    error: str = Field(max_length=10_000)
+
+
+class WholeTiming(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    configuration: dict[str, Any]
+    samples_ms: list[float] = Field(min_length=1, max_length=100_000)
+
+
+class JobResult(LeaseRef):
+    """Raw per-iteration timings of every part (ms) and the measurement context."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "lease_id": _LEASE,
+                    "timings": {"segment/layer1.0": [3.1, 3.0, 3.2], "head/final": [9.8, 9.9]},
+                    "context": {
+                        "runtime": "onnxruntime",
+                        "runtime_version": "1.20.1",
+                        "intra_op_threads": 4,
+                        "tier": "quick",
+                    },
+                    "wholes": [],
+                }
+            ]
+        },
+    )
+
+    timings: dict[str, list[float]] = Field(description="part name -> per-iteration ms")
+    context: dict[str, Any] = Field(default_factory=dict)
+    wholes: list[WholeTiming] = Field(default_factory=list, max_length=16)
+
+
+class JobRead(BaseModel):
+    id: int
+    supernet_id: str
+    device: str
+    status: str = Field(description="queued | leased | done | failed")
+    tier: str
+    attempts: int
+    max_attempts: int
+    lease_expires_at: dt.datetime | None
+    error: str | None
+    profile_id: int | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class LeasedJob(BaseModel):
+    """What an agent needs to run a job."""
+
+    id: int
+    supernet_id: str
+    device: str
+    lease_id: str
+    lease_seconds: int
+    lease_expires_at: dt.datetime
+    tier: str
+    configurations: list[dict[str, Any]]
+
+
+class LeaseResponse(BaseModel):
+    job: LeasedJob
+
+
+class JobList(BaseModel):
+    items: list[JobRead]
+
+
+class ResultResponse(BaseModel):
+    job: JobRead
+    profile_id: int
+    version: int

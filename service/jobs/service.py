@@ -1,0 +1,311 @@
+"""Job queue rules: creation, leasing, heartbeats, results, failures.
+
+- A job exists per (supernet, device); it is created when a supernet is pushed (for every
+  registered device) and when a device registers (for every stored supernet).
+- ``lease`` first re-queues jobs whose lease expired (an attempt is counted; past
+  ``max_attempts`` the job fails with its error), then hands the device's oldest queued job
+  to the caller under a fresh lease id. Agents sharing a device name form a pool.
+- Results are idempotent: the same timings sent twice give the same profile version; the
+  server computes the statistics (median per part, p90 kept in the context) from raw timings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import secrets
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from mess.bundle import Manifest
+from service.auth.service import Principal
+from service.blobs import BlobStore
+from service.db import utcnow
+from service.devices.models import Device
+from service.devices.service import get_device
+from service.errors import Conflict, NotFound, Unprocessable
+from service.jobs import repository
+from service.jobs.models import DONE, FAILED, LEASED, QUEUED, Job
+from service.jobs.schemas import JobRead, JobResult
+from service.profiles.schemas import ProfileCreate
+from service.profiles.service import create_profile
+from service.settings import Settings
+from service.supernets.service import get_supernet
+
+MAX_CLAIM_TRIES = 8
+
+
+def whole_configurations(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Configurations whose path does not depend on the input, timed whole by agents.
+
+    The original network alone; a static exit half-way down; the first exit always taken
+    (image threshold 0). Their measured latency against the sum of their parts' medians is
+    the gap the service reports per device.
+    """
+    exits = manifest.get("exits") or []
+    thresholds = (manifest.get("source") or {}).get("pixel_thresholds") or []
+    configs: list[dict[str, Any]] = [{"exits": [], "terminal": "final"}]
+    if exits:
+        configs.append({"exits": [], "terminal": exits[len(exits) // 2]["id"]})
+        if thresholds:
+            first = {"id": exits[0]["id"], "pixel_threshold": thresholds[0], "image_threshold": 0.0}
+            configs.append({"exits": [first], "terminal": "final"})
+    return configs
+
+
+def ensure_jobs(
+    session: Session,
+    *,
+    supernet_id: str | None = None,
+    device_id: int | None = None,
+    requeue_done: bool = False,
+) -> int:
+    """Create the missing jobs of a new supernet (all devices) or device (all supernets).
+
+    With ``requeue_done``, finished or failed jobs are queued again (the device changed).
+    Returns the number of jobs created or re-queued.
+    """
+    supernets = [supernet_id] if supernet_id else list(repository.supernet_ids(session))
+    devices = [device_id] if device_id is not None else list(repository.device_ids(session))
+    created = 0
+    for sid in supernets:
+        manifest = get_supernet(session, sid).manifest
+        for did in devices:
+            job = repository.find(session, sid, did)
+            if job is None:
+                repository.add(
+                    session,
+                    Job(
+                        supernet_id=sid,
+                        device_id=did,
+                        configurations=whole_configurations(manifest),
+                    ),
+                )
+                created += 1
+            elif requeue_done and job.status in (DONE, FAILED):
+                job.status, job.attempts, job.error = QUEUED, 0, None
+                job.updated_at = utcnow()
+                created += 1
+    session.flush()
+    return created
+
+
+def _requeue_expired(session: Session, now: dt.datetime) -> None:
+    for job in repository.expire_leases(session, now):
+        job.attempts += 1
+        job.lease_id = None
+        job.lease_expires_at = None
+        job.updated_at = now
+        if job.attempts >= job.max_attempts:
+            job.status = FAILED
+            job.error = job.error or f"lease expired {job.attempts} times without a result"
+        else:
+            job.status = QUEUED
+    session.flush()
+
+
+def lease(session: Session, settings: Settings, device: str, principal: Principal) -> Job | None:
+    """Lease the device's oldest queued job, or None when there is none."""
+    principal.require("agent")
+    target = get_device(session, device)
+    now = utcnow()
+    _requeue_expired(session, now)
+    tried: list[int] = []
+    for _ in range(MAX_CLAIM_TRIES):
+        job_id = repository.next_queued(session, target.id, tried)
+        if job_id is None:
+            return None
+        lease_id = secrets.token_hex(16)
+        expires = now + dt.timedelta(seconds=settings.lease_seconds)
+        try:
+            won = repository.claim(session, job_id, lease_id, expires, principal.name, now)
+        except OperationalError:
+            # SQLite: our read snapshot cannot become a write after another agent of the
+            # pool committed; start over in a fresh transaction
+            session.rollback()
+            time.sleep(0.01 * (1 + random.random()))
+            _requeue_expired(session, now)
+            continue
+        if won:
+            session.commit()
+            job = repository.get(session, job_id)
+            assert job is not None
+            session.refresh(job)
+            return job
+        tried.append(job_id)  # another agent of the pool won it
+    return None
+
+
+def _held(session: Session, job_id: int, lease_id: str) -> Job:
+    job = get_job(session, job_id)
+    if job.status != LEASED or job.lease_id != lease_id:
+        raise Conflict(f"job {job_id} is not leased under this lease (status {job.status})")
+    return job
+
+
+def heartbeat(
+    session: Session, settings: Settings, job_id: int, lease_id: str, principal: Principal
+) -> Job:
+    """Extend the lease; 409 when it was lost (expired and re-leased, or finished)."""
+    principal.require("agent")
+    get_job(session, job_id)
+    expires = utcnow() + dt.timedelta(seconds=settings.lease_seconds)
+    if not repository.extend(session, job_id, lease_id, expires):
+        raise Conflict(f"job {job_id}: lease lost")
+    session.commit()
+    return get_job(session, job_id)
+
+
+def release(session: Session, job_id: int, lease_id: str, principal: Principal) -> Job:
+    """Give a leased job back unfinished (agent stopping); not counted as an attempt."""
+    principal.require("agent")
+    job = _held(session, job_id, lease_id)
+    job.status, job.lease_id, job.lease_expires_at = QUEUED, None, None
+    job.updated_at = utcnow()
+    return job
+
+
+def fail(session: Session, job_id: int, lease_id: str, error: str, principal: Principal) -> Job:
+    """Record a failed attempt; re-queued until ``max_attempts``, then failed for good."""
+    principal.require("agent")
+    job = _held(session, job_id, lease_id)
+    job.attempts += 1
+    job.error = error[:4000]
+    job.lease_id, job.lease_expires_at = None, None
+    job.status = FAILED if job.attempts >= job.max_attempts else QUEUED
+    job.updated_at = utcnow()
+    return job
+
+
+def costs_from_timings(manifest: Manifest, timings: dict[str, list[float]]) -> dict[str, Any]:
+    """The ``mess-costs`` v1 table (ms, median) from raw per-part timings.
+
+    An early exit's head cost includes its upsampling to the input size (paid only when the
+    image leaves there; a small overestimate for exits passed by); its policy cost is the
+    position's policy part.
+    """
+    missing = sorted(set(manifest.parts) - set(timings))
+    if missing:
+        raise Unprocessable(f"no timings for part {missing[0]!r}")
+    bad = [n for n, v in timings.items() if not v or not all(np.isfinite(v)) or min(v) < 0]
+    if bad:
+        raise Unprocessable(f"timings of part {bad[0]!r} are empty, negative or not finite")
+
+    def med(name: str) -> float:
+        return float(statistics.median(timings[name]))
+
+    def first(*names: str) -> float:
+        """Median of the first of ``names`` the bundle has (0 when it has none)."""
+        return next((med(n) for n in names if n in timings), 0.0)
+
+    segments = {p.name: med(f"segment/{p.name}") for p in manifest.positions}
+    segments["final"] = med("segment/final")
+    heads = {e.id: med(f"head/{e.id}") + first(f"upsample/{e.position}") for e in manifest.exits}
+    heads["final"] = med("head/final")
+    policy = {e.id: first(f"policy/{e.id}", f"policy/{e.position}") for e in manifest.exits}
+    return {
+        "format": "mess-costs",
+        "version": 1,
+        "unit": "ms",
+        "statistic": "median",
+        "segments": segments,
+        "heads": heads,
+        "policy": policy,
+    }
+
+
+def predicted_path_ms(manifest: Manifest, costs: dict[str, Any], config: dict[str, Any]) -> float:
+    """Latency the cost table predicts for an input-independent configuration."""
+    order = [p.name for p in manifest.positions]
+    position = {e.id: e.position for e in manifest.exits}
+    exits = config.get("exits") or []
+    terminal = config.get("terminal", "final")
+    if exits and float(exits[0].get("image_threshold", 1)) <= 0.0:
+        first = exits[0]["id"]  # always leaves at the first exit
+        depth = order.index(position[first])
+        return sum(costs["segments"][n] for n in order[: depth + 1]) + costs["heads"][first]
+    if terminal == "final":
+        return sum(costs["segments"].values()) + costs["heads"]["final"]
+    depth = order.index(position[terminal])
+    return sum(costs["segments"][n] for n in order[: depth + 1]) + costs["heads"][terminal]
+
+
+def submit_result(
+    session: Session, blobs: BlobStore, job_id: int, data: JobResult, principal: Principal
+) -> tuple[Job, int, int]:
+    """Store the timings as a profile version and finish the job (idempotent).
+
+    Returns:
+        ``(job, profile id, profile version)``.
+    """
+    principal.require("agent")
+    job = get_job(session, job_id)
+    if job.status == DONE and job.lease_id == data.lease_id and job.profile_id is not None:
+        pass  # a retried upload of the same result: fall through to the same profile
+    elif job.status != LEASED or job.lease_id != data.lease_id:
+        raise Conflict(f"job {job_id} is not leased under this lease (status {job.status})")
+    supernet = get_supernet(session, job.supernet_id)
+    manifest = Manifest.model_validate(supernet.manifest)
+    costs = costs_from_timings(manifest, data.timings)
+    p90 = {name: float(np.percentile(v, 90)) for name, v in data.timings.items()}
+    wholes = []
+    for whole in data.wholes:
+        measured = float(statistics.median(whole.samples_ms))
+        predicted = predicted_path_ms(manifest, costs, whole.configuration)
+        wholes.append(
+            {
+                "configuration": whole.configuration,
+                "measured_ms": measured,
+                "predicted_ms": predicted,
+                "gap": measured / predicted - 1 if predicted > 0 else None,
+            }
+        )
+    device = session.get(Device, job.device_id)
+    assert device is not None
+    context = dict(data.context) | {"p90_ms": p90, "wholes": wholes, "job_id": job.id}
+    profile, _ = create_profile(
+        session,
+        blobs,
+        ProfileCreate(
+            supernet_id=job.supernet_id,
+            device=device.name,
+            costs=costs,
+            context=context,
+            raw=data.timings,
+        ),
+        principal,
+    )
+    job = get_job(session, job_id)
+    job.status, job.profile_id, job.error = DONE, profile.id, None
+    job.lease_expires_at = None
+    job.updated_at = utcnow()
+    return job, profile.id, profile.version
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = repository.get(session, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def read(job: Job, device: str) -> JobRead:
+    return JobRead(
+        id=job.id,
+        supernet_id=job.supernet_id,
+        device=device,
+        status=job.status,
+        tier=job.tier,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        lease_expires_at=job.lease_expires_at,
+        error=job.error,
+        profile_id=job.profile_id,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+    )

@@ -1,0 +1,1 @@
+"""Searches: exact Pareto fronts per (supernet, cost table, options), answered from storage."""

@@ -1,0 +1,58 @@
+"""The service's one configuration object, read from ``MESS_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service settings; every field is ``MESS_<NAME>`` in the environment.
+
+    ``admin_token`` has no default on purpose: when it is unset, the first start generates
+    one, stores only its hash and writes the token to ``<data_dir>/admin-token`` (mode 0600),
+    logging that path once.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MESS_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./mess-data"), description="blobs, SQLite, tokens")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/mess.db"
+    )
+    admin_token: SecretStr | None = None
+    max_upload_mb: int = Field(default=512, gt=0)
+    lease_seconds: int = Field(default=60, gt=0)
+    blob_backend: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_prefix: str = ""
+    log_level: str = "INFO"
+    search_workers: int = Field(default=1, ge=0, description="search threads per API process")
+    search_wait_seconds: float = Field(
+        default=20.0, ge=0, le=300, description="how long POST /v1/search waits for a new front"
+    )
+
+    @field_validator("admin_token", "database_url", "s3_endpoint_url", "s3_bucket", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # MESS_ADMIN_TOKEN= (empty) must not become an empty, guessable admin token
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def db_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'mess.db').resolve()}"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """``max_upload_mb`` in bytes."""
+        return self.max_upload_mb * 1024 * 1024

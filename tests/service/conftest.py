@@ -1,0 +1,132 @@
+"""Service fixtures: one app per test on SQLite and on the real PostgreSQL server.
+
+SQLite: each test copies a template database migrated once per session. PostgreSQL: one
+fresh database with a unique name per session (migrated once, dropped at the end); each
+test starts from truncated tables. PostgreSQL tests skip with the reason when the server
+of ``MESS_TEST_POSTGRES_URL`` is unreachable.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from service.app import create_app
+from service.db import load_models, upgrade
+from service.settings import Settings
+from tests.service.factories import make_bundle
+
+POSTGRES_URL = os.environ.get(
+    "MESS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+ADMIN = "test-admin-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A fresh database on the PostgreSQL server, migrated to head; dropped afterwards."""
+    server = make_url(POSTGRES_URL)
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL unreachable at {server.render_as_string()}: {exc}")
+    name = f"mess_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once; tests copy it."""
+    path = tmp_path_factory.mktemp("template") / "mess.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+def _truncate(url: str) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in load_models().sorted_tables)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database of each backend."""
+    if request.param == "sqlite":
+        dest = tmp_path / "db" / "mess.db"
+        dest.parent.mkdir()
+        shutil.copy(request.getfixturevalue("sqlite_template"), dest)
+        return f"sqlite:///{dest}"
+    url: str = request.getfixturevalue("postgres_server_url")
+    _truncate(url)
+    return url
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    """Settings of a test app: its own data folder and database, a known admin token."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        admin_token=ADMIN,
+        max_upload_mb=1,
+        blob_backend="local",
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """A TestClient on a started app (lifespan run: migrations, blob store, engine)."""
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def auth(token: str) -> dict[str, str]:
+    """The Authorization header of ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def tokens(client: TestClient) -> dict[str, str]:
+    """One token per role: ``{"admin": ..., "engineer": ..., "agent": ...}``."""
+    out = {"admin": ADMIN}
+    for role in ("engineer", "agent"):
+        r = client.post("/v1/tokens", json={"name": role, "role": role}, headers=auth(ADMIN))
+        assert r.status_code == 201, r.text
+        out[role] = r.json()["token"]
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundle_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid tiny bundle."""
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "tiny.mess")
+
+
+def blob_files(settings: Settings) -> list[Path]:
+    """Every stored blob of a local store."""
+    root = settings.data_dir / "blobs"
+    return sorted(p for p in root.glob("??/??/*") if p.is_file())

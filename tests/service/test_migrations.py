@@ -1,0 +1,83 @@
+"""``alembic upgrade head`` then ``alembic check`` on fresh SQLite and PostgreSQL databases."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from tests.service.conftest import POSTGRES_URL
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _alembic(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alembic",
+            "-c",
+            str(ROOT / "alembic.ini"),
+            "-x",
+            f"url={url}",
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    server = make_url(POSTGRES_URL)
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL unreachable at {server.render_as_string()}: {exc}")
+    name = f"mess_mig_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_upgrade_head_then_check_passes(fresh_url: str) -> None:
+    up = _alembic(fresh_url, "upgrade", "head")
+    assert up.returncode == 0, up.stderr
+    check = _alembic(fresh_url, "check")
+    assert check.returncode == 0, check.stderr
+    assert "No new upgrade operations detected" in check.stdout + check.stderr
+    engine = create_engine(fresh_url)
+    names = set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert {"tokens", "supernets", "supernet_parts", "devices", "profiles"} <= names
+
+
+def test_constraints_follow_the_naming_convention() -> None:
+    from service.db import load_models
+
+    tables = load_models().tables
+    assert tables["profiles"].primary_key.name == "pk_profiles"
+    uniques = {
+        c.name for c in tables["profiles"].constraints if c.name and c.name.startswith("uq_")
+    }
+    assert "uq_profiles_supernet_id_device_id_version" in uniques

@@ -1,0 +1,142 @@
+"""Searches over HTTP: exact answers (checked against the library), fronts reused, 4xx."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mess.costs import parse_costs
+from mess.search import NoFeasibleConfiguration, search
+from mess.stats import load_stats
+from tests.service.conftest import auth
+from tests.service.factories import costs_table
+
+
+@pytest.fixture
+def setup(
+    client: TestClient, tokens: dict[str, str], bundle_file: Path, tmp_path: Path
+) -> dict[str, Any]:
+    files = {"bundle": ("b.mess", bundle_file.read_bytes(), "application/zip")}
+    sid = client.post("/v1/supernets", files=files, headers=auth(tokens["engineer"])).json()["id"]
+    h = auth(tokens["agent"])
+    assert client.post("/v1/devices", json={"name": "dev"}, headers=h).status_code == 201
+    costs = costs_table("ms", scale=2.0)
+    r = client.post(
+        "/v1/profiles", json={"supernet_id": sid, "device": "dev", "costs": costs}, headers=h
+    )
+    assert r.status_code == 201, r.text
+    with zipfile.ZipFile(bundle_file) as zf:
+        (tmp_path / "stats.npz").write_bytes(zf.read("stats.npz"))
+        gflops = json.loads(zf.read("costs.json"))
+    return {
+        "sid": sid,
+        "h": auth(tokens["engineer"]),
+        "stats": load_stats(tmp_path / "stats.npz"),
+        "costs": costs,
+        "gflops": gflops,
+    }
+
+
+def _post(client: TestClient, s: dict[str, Any], **body: Any) -> Any:
+    return client.post("/v1/search", json={"supernet_id": s["sid"], **body}, headers=s["h"])
+
+
+def test_max_accuracy_answer_equals_the_library_search(client: TestClient, setup: dict) -> None:
+    ref = search(setup["stats"], parse_costs(setup["costs"]), objective="pareto")
+    budget = (ref.front[0].expected_cost + ref.front[-1].expected_cost) / 2
+    r = _post(client, setup, device="dev", objective="max-accuracy", budget_ms=budget)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    expected = search(
+        setup["stats"], parse_costs(setup["costs"]), objective="max-accuracy", budget=budget
+    )
+    assert answer["configuration"] == expected.configuration.to_json()
+    assert answer["miou"] == pytest.approx(expected.miou)
+    assert answer["expected_cost"] == pytest.approx(expected.expected_cost)
+    assert answer["unit"] == "ms" and answer["front"]
+    got = client.get(f"/v1/configurations/{answer['configuration_id']}", headers=setup["h"])
+    assert got.json()["configuration"] == answer["configuration"]
+
+
+def test_repeated_queries_are_answered_from_the_stored_front(
+    client: TestClient, setup: dict
+) -> None:
+    first = _post(client, setup, device="dev", objective="pareto").json()
+    for budget in (1.0, 5.0, 50.0):
+        r = _post(client, setup, device="dev", objective="max-accuracy", budget_ms=budget)
+        assert r.status_code in (200, 422)
+        if r.status_code == 200:
+            assert r.json()["search_id"] == first["search_id"]
+    status = client.get(f"/v1/searches/{first['search_id']}", headers=setup["h"]).json()
+    assert status["status"] == "done" and status["configs_evaluated"] > 0
+
+
+def test_min_cost_and_gflops_tables(client: TestClient, setup: dict) -> None:
+    r = _post(client, setup, device="gflops", objective="min-cost", max_drop=0.01)
+    assert r.status_code == 200, r.text
+    expected = search(
+        setup["stats"], parse_costs(setup["gflops"]), objective="min-cost", max_drop=0.01
+    )
+    assert r.json()["expected_cost"] == pytest.approx(expected.expected_cost)
+    assert r.json()["unit"] == "gflops"
+
+
+def test_no_feasible_configuration_names_alternatives(client: TestClient, setup: dict) -> None:
+    with pytest.raises(NoFeasibleConfiguration):
+        search(setup["stats"], parse_costs(setup["costs"]), objective="max-accuracy", budget=1e-6)
+    r = _post(client, setup, device="dev", objective="max-accuracy", budget_ms=1e-6)
+    assert r.status_code == 422
+    assert r.json()["alternatives"] and r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body,status",
+    [
+        ({"device": "ghost", "objective": "pareto"}, 404),
+        ({"device": "dev", "objective": "max-accuracy"}, 422),
+        ({"device": "dev", "objective": "max-accuracy", "budget_ms": -1}, 422),
+        ({"device": "dev", "objective": "min-cost", "max_drop": 5}, 422),
+        ({"device": "dev", "objective": "pareto", "image_thresholds": [0.5, 0.1]}, 422),
+        ({"device": "../etc", "objective": "pareto"}, 422),
+    ],
+)
+def test_bad_search_requests_are_4xx(
+    client: TestClient, setup: dict, body: dict, status: int
+) -> None:
+    assert _post(client, setup, **body).status_code == status
+
+
+def test_nan_budgets_are_refused(client: TestClient, setup: dict) -> None:
+    raw = '{"supernet_id": "%s", "device": "dev", "objective": "max-accuracy", "budget_ms": NaN}'
+    r = client.post(
+        "/v1/search",
+        content=raw % setup["sid"],
+        headers={**setup["h"], "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422
+
+
+def test_a_device_without_profile_is_a_clear_404(
+    client: TestClient, setup: dict, tokens: dict[str, str]
+) -> None:
+    client.post("/v1/devices", json={"name": "fresh"}, headers=auth(tokens["agent"]))
+    r = _post(client, setup, device="fresh", objective="pareto")
+    assert r.status_code == 404 and "mess-agent" in r.json()["detail"]
+
+
+def test_agents_cannot_search_and_unknown_configurations_are_404(
+    client: TestClient, setup: dict, tokens: dict[str, str]
+) -> None:
+    r = client.post(
+        "/v1/search",
+        json={"supernet_id": setup["sid"], "device": "dev", "objective": "pareto"},
+        headers=auth(tokens["agent"]),
+    )
+    assert r.status_code == 403
+    assert client.get("/v1/configurations/" + "0" * 64, headers=setup["h"]).status_code == 404
+    assert client.get("/v1/configurations/../x", headers=setup["h"]).status_code == 404
