@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mess import __version__
 from service.auth.routes import router as tokens_router
-from service.auth.service import ensure_admin
+from service.auth.service import PrincipalCache, ensure_admin
 from service.blobs import make_blob_store
 from service.configurations.routes import router as configurations_router
 from service.db import make_engine, make_sessionmaker, transaction, upgrade
@@ -30,12 +30,13 @@ from service.errors import ErrorResponse, install_error_handlers
 from service.jobs.routes import router as jobs_router
 from service.metrics import Metrics, MetricsMiddleware
 from service.profiles.routes import router as profiles_router
+from service.searches.cache import QueryCache
 from service.searches.routes import router as searches_router
 from service.searches.service import FrontCache
 from service.searches.worker import SearchWorker
 from service.settings import Settings
 from service.supernets.routes import router as supernets_router
-from service.uploads import BodyLimitMiddleware
+from service.uploads import BodyLimitMiddleware, sweep_scratch
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +49,31 @@ token to `<MESS_DATA_DIR>/admin-token` (mode 0600), logging that path once.
 """
 
 
-def _startup(app: FastAPI, settings: Settings) -> None:
+def prepare(settings: Settings) -> None:
+    """Create the data folder, migrate the database to head and make sure an admin exists.
+
+    Idempotent. ``mess serve --workers N`` runs it once before forking, so that N workers do
+    not race to create the same tables (each worker's startup then finds nothing to do).
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.db_url
-    upgrade(url)
-    engine = make_engine(url)
+    upgrade(settings.db_url)
+    engine = make_engine(settings.db_url)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            ensure_admin(session, settings)
+    finally:
+        engine.dispose()
+
+
+def _startup(app: FastAPI, settings: Settings) -> None:
+    prepare(settings)
+    sweep_scratch(settings.data_dir / "tmp", settings.data_dir / "blobs" / "tmp")
+    engine = make_engine(settings.db_url)
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.blobs = make_blob_store(settings)
-    with transaction(app.state.sessionmaker) as session:
-        ensure_admin(session, settings)
     app.state.fronts = FrontCache()
+    app.state.queries = QueryCache(settings.query_cache_seconds)
     app.state.search_worker = SearchWorker(
         app.state.sessionmaker, app.state.blobs, settings.search_workers
     )
@@ -95,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.principals = PrincipalCache(settings.auth_cache_seconds)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -147,4 +163,4 @@ def app_factory() -> FastAPI:
     return create_app()
 
 
-__all__ = ["app_factory", "create_app"]
+__all__ = ["app_factory", "create_app", "prepare"]

@@ -1,5 +1,8 @@
 """Typed FastAPI dependencies: settings, the session (which owns commit/rollback), the
-blob store and the caller's principal with role checks."""
+blob store and the caller's principal with role checks.
+
+The cheap ones are ``async``: FastAPI runs a sync dependency in the thread pool, a hop that
+costs more than the dependency itself on the hot query path."""
 
 from __future__ import annotations
 
@@ -9,15 +12,16 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from service.auth.service import Principal, authenticate
+from service.auth.service import Principal, PrincipalCache, authenticate
 from service.blobs import BlobStore
 from service.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /v1/tokens")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's settings."""
     settings: Settings = request.app.state.settings
     return settings
@@ -34,7 +38,7 @@ def get_session(request: Request) -> Iterator[Session]:
             raise
 
 
-def get_blobs(request: Request) -> BlobStore:
+async def get_blobs(request: Request) -> BlobStore:
     """The app's blob store."""
     blobs: BlobStore = request.app.state.blobs
     return blobs
@@ -45,17 +49,32 @@ SessionDep = Annotated[Session, Depends(get_session)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
 
 
-def get_principal(
-    session: SessionDep,
-    settings: SettingsDep,
+async def get_principal(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller, from ``Authorization: Bearer <token>`` (401 when missing or unknown)."""
-    return authenticate(session, settings, credentials.credentials if credentials else None)
+    """The caller, from ``Authorization: Bearer <token>`` (401 when missing or unknown).
+
+    Async with a short-lived cache (:class:`PrincipalCache`): a cache hit costs neither a
+    database query nor a trip through the thread pool.
+    """
+    token = credentials.credentials if credentials else None
+    cache: PrincipalCache = request.app.state.principals
+    principal = cache.get(token)
+    if principal is None:
+        principal = await run_in_threadpool(_authenticate, request, token)
+        assert token is not None  # authenticate raised otherwise
+        cache.put(token, principal)
+    return principal
+
+
+def _authenticate(request: Request, token: str | None) -> Principal:
+    with request.app.state.sessionmaker() as session:
+        return authenticate(session, request.app.state.settings, token)
 
 
 def _role(role: str) -> object:
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         principal.require(role)
         return principal
 

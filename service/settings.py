@@ -33,10 +33,19 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
     s3_prefix: str = ""
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     search_workers: int = Field(default=1, ge=0, description="search threads per API process")
     search_wait_seconds: float = Field(
         default=20.0, ge=0, le=300, description="how long POST /v1/search waits for a new front"
+    )
+    auth_cache_seconds: float = Field(
+        default=5.0, ge=0, le=300, description="how long a process trusts a token it has seen"
+    )
+    query_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=300,
+        description="how long a process keeps a (supernet, device) -> latest profile answer",
     )
 
     @field_validator("admin_token", "database_url", "s3_endpoint_url", "s3_bucket", mode="before")
@@ -44,6 +53,11 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # MESS_ADMIN_TOKEN= (empty) must not become an empty, guessable admin token
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @property
     def db_url(self) -> str:

@@ -33,12 +33,24 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     try:
         import uvicorn
 
-        import service.app  # noqa: F401  (fail early and clearly without the extra)
+        from service.app import prepare
+        from service.settings import Settings
     except ImportError as exc:
         raise UserError(
             f"the service needs the 'service' extra: pip install 'mess[service]' ({exc})"
         ) from None
-    uvicorn.run("service.app:app_factory", factory=True, host=host, port=port, workers=workers)
+    settings = Settings()
+    if workers > 1:
+        prepare(settings)  # once, before the workers start: they would race on migrations
+    uvicorn.run(
+        "service.app:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # MESS_LOG_LEVEL=WARNING also drops uvicorn's per-request access log lines
+        log_level=settings.log_level.lower(),
+    )
 
 
 def push(bundle: Path, server: str, token: str) -> dict[str, Any]:
@@ -90,7 +102,9 @@ def create_token(role: str, name: str, server: str, token: str) -> dict[str, Any
 def serve_command(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (each with its own caches).")
+    ] = 1,
 ) -> None:
     """Run the MESS service (MESS_DATABASE_URL, MESS_DATA_DIR, MESS_ADMIN_TOKEN, ...).
 

@@ -8,14 +8,17 @@ hash and writes the token to ``<data_dir>/admin-token`` (mode 0600).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import logging
 import os
 import secrets
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from cachetools import TLRUCache
 from sqlalchemy.orm import Session
 
 from service.auth import repository
@@ -37,6 +40,7 @@ class Principal:
     token_id: int | None
     name: str
     role: str
+    expires_at: dt.datetime | None = field(default=None, compare=False)
 
     def require(self, role: str) -> None:
         """Raise :class:`Forbidden` unless this principal has ``role`` or a higher one."""
@@ -79,7 +83,43 @@ def authenticate(session: Session, settings: Settings, token: str | None) -> Pri
         raise Unauthorized("unknown token")
     if not row.is_active(utcnow()):
         raise Unauthorized("token revoked or expired")
-    return Principal(row.id, row.name, row.role)
+    return Principal(row.id, row.name, row.role, row.expires_at)
+
+
+class PrincipalCache:
+    """Principals of recently seen tokens, so that hot routes skip the token lookup.
+
+    Keyed by the token's sha256 (the token itself is not kept); an entry lives
+    ``MESS_AUTH_CACHE_SECONDS`` at most and never past the token's own expiry. A revocation
+    clears this process's cache at once; other worker processes notice within the TTL.
+    Only successes are cached: a forged token always reaches the database (and the rate
+    limit). Not thread-safe: used from the event loop only.
+    """
+
+    def __init__(self, ttl: float, size: int = 4096) -> None:
+        self.ttl = ttl
+
+        def until(_key: str, principal: Principal, now: float) -> float:
+            if principal.expires_at is None:
+                return now + ttl
+            left = (principal.expires_at - utcnow()).total_seconds()
+            return now + min(ttl, left)
+
+        self.items: TLRUCache[str, Principal] = TLRUCache(
+            maxsize=size, ttu=until, timer=time.monotonic
+        )
+
+    def get(self, token: str | None) -> Principal | None:
+        if not token or self.ttl <= 0:
+            return None
+        return self.items.get(hash_token(token))
+
+    def put(self, token: str, principal: Principal) -> None:
+        if self.ttl > 0:
+            self.items[hash_token(token)] = principal
+
+    def clear(self) -> None:
+        self.items.clear()
 
 
 def create_token(session: Session, data: TokenCreate, creator: Principal) -> tuple[Token, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from service.deps import AgentPrincipal, BlobsDep, CurrentPrincipal, SessionDep, SettingsDep
 from service.devices.service import get_device
@@ -22,6 +22,7 @@ from service.jobs.schemas import (
     ResultResponse,
 )
 
+JobId = Annotated[int, Path(ge=1, le=2**62)]  # larger ids overflow the database integer
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse},
@@ -46,7 +47,7 @@ def list_jobs(
     supernet_id: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
     device: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> JobList:
     """Profiling jobs with their status, supernet and device."""
     principal.require("agent")
@@ -63,7 +64,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobRead, responses=_ERRORS)
-def get_job(job_id: int, session: SessionDep, principal: CurrentPrincipal) -> JobRead:
+def get_job(job_id: JobId, session: SessionDep, principal: CurrentPrincipal) -> JobRead:
     """One job."""
     principal.require("agent")
     job = service.get_job(session, job_id)
@@ -99,7 +100,7 @@ def lease(
 
 @router.post("/{job_id}/heartbeat", response_model=JobRead, responses=_ERRORS)
 def heartbeat(
-    job_id: int,
+    job_id: JobId,
     body: LeaseRef,
     session: SessionDep,
     settings: SettingsDep,
@@ -112,26 +113,38 @@ def heartbeat(
 
 @router.post("/{job_id}/result", response_model=ResultResponse, responses=_ERRORS)
 def result(
-    job_id: int, body: JobResult, session: SessionDep, blobs: BlobsDep, principal: AgentPrincipal
+    job_id: JobId,
+    body: JobResult,
+    request: Request,
+    session: SessionDep,
+    blobs: BlobsDep,
+    principal: AgentPrincipal,
 ) -> ResultResponse:
     """Upload raw timings; the server computes the cost table (idempotent)."""
     job, profile_id, version = service.submit_result(session, blobs, job_id, body, principal)
-    return ResultResponse(
+    answer = ResultResponse(
         job=service.read(job, _device_name(session, job.device_id)),
         profile_id=profile_id,
         version=version,
     )
+    session.commit()  # then queries resolve the device to the new profile version
+    request.app.state.queries.forget_profiles()
+    return answer
 
 
 @router.post("/{job_id}/fail", response_model=JobRead, responses=_ERRORS)
-def fail(job_id: int, body: FailRequest, session: SessionDep, principal: AgentPrincipal) -> JobRead:
+def fail(
+    job_id: JobId, body: FailRequest, session: SessionDep, principal: AgentPrincipal
+) -> JobRead:
     """Record a failed attempt (re-queued until the attempts run out)."""
     job = service.fail(session, job_id, body.lease_id, body.error, principal)
     return service.read(job, _device_name(session, job.device_id))
 
 
 @router.post("/{job_id}/release", response_model=JobRead, responses=_ERRORS)
-def release(job_id: int, body: LeaseRef, session: SessionDep, principal: AgentPrincipal) -> JobRead:
+def release(
+    job_id: JobId, body: LeaseRef, session: SessionDep, principal: AgentPrincipal
+) -> JobRead:
     """Give the job back unfinished (the agent is stopping)."""
     job = service.release(session, job_id, body.lease_id, principal)
     return service.read(job, _device_name(session, job.device_id))

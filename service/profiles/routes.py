@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from service.deps import AgentPrincipal, BlobsDep, CurrentPrincipal, SessionDep
@@ -34,6 +34,7 @@ router = APIRouter(
 )
 def upload_profile(
     data: ProfileCreate,
+    request: Request,
     response: Response,
     session: SessionDep,
     blobs: BlobsDep,
@@ -42,7 +43,10 @@ def upload_profile(
     """Upload a ``mess-costs`` v1 table (ms) measured on a registered device."""
     profile, created = service.create_profile(session, blobs, data, principal)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return service.detail(profile, data.device)
+    read = service.detail(profile, data.device)
+    session.commit()  # then queries resolve the device to this version
+    request.app.state.queries.forget_profiles()
+    return read
 
 
 @router.get("", response_model=ProfileList)
@@ -52,7 +56,7 @@ def list_profiles(
     supernet_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$")] = None,
     device: Annotated[str | None, Query(pattern=DEVICE_NAME)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> ProfileList:
     """Profiles, optionally of one supernet and/or device, newest version first."""
     rows = repository.list_profiles(session, supernet_id, device, limit, offset)

@@ -12,6 +12,7 @@ import json
 import tempfile
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from mess.search import NoFeasibleConfiguration, ParetoFront
 from service.auth.service import Principal
 from service.blobs import BlobStore
-from service.configurations.service import get_or_create
+from service.configurations.service import config_id, get_or_create
 from service.devices.service import get_device
 from service.errors import NotFound, Unprocessable
 from service.searches import repository
@@ -32,7 +33,7 @@ from service.supernets.service import get_supernet
 GFLOPS = "gflops"
 
 
-def _key(supernet_id: str, profile_id: int | None, options: dict[str, Any]) -> str:
+def search_key(supernet_id: str, profile_id: int | None, options: dict[str, Any]) -> str:
     body = {"supernet": supernet_id, "profile": profile_id or GFLOPS, "options": options}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -52,7 +53,7 @@ def request_search(session: Session, data: SearchRequest, principal: Principal) 
             )
         profile_id, unit = profile.id, profile.unit
     options = data.options()
-    key = _key(supernet.id, profile_id, options)
+    key = search_key(supernet.id, profile_id, options)
     search = repository.by_key(session, key)
     if search is not None:
         return search  # the common case, read-only
@@ -75,15 +76,32 @@ def request_search(session: Session, data: SearchRequest, principal: Principal) 
     return search
 
 
+@dataclass(frozen=True)
+class LoadedFront:
+    """A stored front in memory, with the 2-D front every answer carries, serialized once."""
+
+    front: ParetoFront
+    front_2d: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, front: ParetoFront) -> LoadedFront:
+        return cls(front, [p.to_json() for p in front.front_2d()])
+
+
 class FrontCache:
     """Fronts by blob sha256, most recently used kept (they are immutable)."""
 
     def __init__(self, size: int = 32) -> None:
         self.size = size
-        self.items: OrderedDict[str, ParetoFront] = OrderedDict()
+        self.items: OrderedDict[str, LoadedFront] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, blobs: BlobStore, sha: str) -> ParetoFront:
+    def peek(self, sha: str) -> LoadedFront | None:
+        """The front if it is in memory (never reads the blob store)."""
+        with self.lock:
+            return self.items.get(sha)
+
+    def get(self, blobs: BlobStore, sha: str) -> LoadedFront:
         with self.lock:
             if sha in self.items:
                 self.items.move_to_end(sha)
@@ -91,22 +109,48 @@ class FrontCache:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "front.npz"
             path.write_bytes(b"".join(blobs.iter_chunks(sha)))
-            front = ParetoFront.load(path)
+            loaded = LoadedFront.of(ParetoFront.load(path))
         with self.lock:
-            self.items[sha] = front
+            self.items[sha] = loaded
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
-        return front
+        return loaded
 
 
-def answer(
-    session: Session, blobs: BlobStore, fronts: FrontCache, search: Search, data: SearchRequest
-) -> SearchAnswer:
-    """Answer ``data`` from the stored front of ``search``."""
-    if search.status == FAILED:
-        raise Unprocessable(f"the search failed: {search.error}")
-    assert search.status == DONE and search.front_sha256 is not None
-    front = fronts.get(blobs, search.front_sha256)
+@dataclass(frozen=True)
+class DoneSearch:
+    """What answering needs of a finished search (immutable once done: safe to cache)."""
+
+    id: int
+    key: str
+    supernet_id: str
+    profile_id: int | None
+    unit: str
+    front_sha256: str
+    seconds: float | None
+
+    @classmethod
+    def of(cls, search: Search) -> DoneSearch:
+        if search.status == FAILED:
+            raise Unprocessable(f"the search failed: {search.error}")
+        assert search.status == DONE and search.front_sha256 is not None
+        return cls(
+            search.id,
+            search.key,
+            search.supernet_id,
+            search.profile_id,
+            search.unit,
+            search.front_sha256,
+            search.seconds,
+        )
+
+
+def compose(
+    loaded: LoadedFront, done: DoneSearch, data: SearchRequest
+) -> tuple[SearchAnswer, dict[str, Any]]:
+    """Answer ``data`` from a front in memory (no database): the answer and the metrics to
+    store with its configuration."""
+    front = loaded.front
     try:
         point = front.query(
             data.objective,
@@ -120,22 +164,22 @@ def answer(
         ) from None
     except ValueError as exc:
         raise Unprocessable(str(exc)) from None
+    configuration = point.configuration.to_json()
     metrics = {
         "miou": point.miou,
         "expected_cost": point.expected_cost,
         "worst_cost": point.worst_cost,
         "p90_cost": point.p90_cost,
         "exit_fractions": list(point.exit_fractions),
-        "unit": search.unit,
-        "profile_id": search.profile_id,
+        "unit": done.unit,
+        "profile_id": done.profile_id,
         "reference_miou": front.reference_miou,
     }
-    config = get_or_create(session, search.supernet_id, point.configuration.to_json(), metrics)
-    return SearchAnswer(
-        search_id=search.id,
-        configuration_id=config.id,
+    answer = SearchAnswer(
+        search_id=done.id,
+        configuration_id=config_id(done.supernet_id, configuration),
         objective=data.objective,
-        configuration=point.configuration.to_json(),
+        configuration=configuration,
         miou=point.miou,
         expected_cost=point.expected_cost,
         worst_cost=point.worst_cost,
@@ -143,12 +187,24 @@ def answer(
         exit_fractions=list(point.exit_fractions),
         reference_miou=front.reference_miou,
         configs_evaluated=front.configs_evaluated,
-        seconds=float(search.seconds or front.seconds),
-        unit=search.unit,
+        seconds=float(done.seconds or front.seconds),
+        unit=done.unit,
         device=data.device,
-        profile_id=search.profile_id,
-        front=[p.to_json() for p in front.front_2d()],
+        profile_id=done.profile_id,
+        front=loaded.front_2d,
     )
+    return answer, metrics
+
+
+def answer(
+    session: Session, blobs: BlobStore, fronts: FrontCache, search: Search, data: SearchRequest
+) -> tuple[SearchAnswer, DoneSearch]:
+    """Answer ``data`` from the stored front of ``search``; store its configuration."""
+    done = DoneSearch.of(search)
+    front = fronts.get(blobs, done.front_sha256)
+    result, metrics = compose(front, done, data)
+    get_or_create(session, done.supernet_id, result.configuration, metrics)
+    return result, done
 
 
 def get_search(session: Session, search_id: int) -> Search:

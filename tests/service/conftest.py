@@ -94,6 +94,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         admin_token=ADMIN,
         max_upload_mb=1,
         blob_backend="local",
+        auth_cache_seconds=1.0,  # short, for the tests of its expiry
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import hashlib
 import stat
 from pathlib import Path
@@ -62,21 +63,35 @@ def test_revoked_token_is_401(client: TestClient, tokens: dict[str, str]) -> Non
     assert "revoked or expired" in r.json()["detail"]
 
 
-def test_expired_token_is_401(client: TestClient, settings: Settings) -> None:
-    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
+def test_expired_token_is_401(client: TestClient) -> None:
+    """Expiry holds to the second, though the principal cache saw the token while valid."""
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)
     r = client.post(
         "/v1/tokens",
-        json={"name": "short", "role": "agent", "expires_at": soon.isoformat()},
+        json={"name": "short", "role": "agent", "expires_at": expires.isoformat()},
         headers=auth(ADMIN),
     )
     secret = r.json()["token"]
+    assert client.get("/v1/devices", headers=auth(secret)).status_code == 200  # now cached
+    time.sleep(max((expires - dt.datetime.now(dt.UTC)).total_seconds(), 0) + 0.1)
+    r = client.get("/v1/devices", headers=auth(secret))
+    assert r.status_code == 401 and "revoked or expired" in r.json()["detail"]
+
+
+def test_token_changes_behind_the_server_show_within_the_cache_ttl(
+    client: TestClient, settings: Settings
+) -> None:
+    """MESS_AUTH_CACHE_SECONDS bounds how long a process trusts a token it has seen (another
+    process may have revoked it)."""
+    r = client.post("/v1/tokens", json={"name": "n", "role": "agent"}, headers=auth(ADMIN))
+    secret = r.json()["token"]
     assert client.get("/v1/devices", headers=auth(secret)).status_code == 200
     engine = create_engine(settings.db_url)
-    with engine.begin() as conn:  # let it expire without sleeping
-        conn.execute(
-            Token.__table__.update().values(expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
-        )
+    with engine.begin() as conn:  # as another worker process would
+        conn.execute(Token.__table__.update().values(revoked_at=dt.datetime.now(dt.UTC)))
     engine.dispose()
+    assert client.get("/v1/devices", headers=auth(secret)).status_code == 200  # cached
+    time.sleep(settings.auth_cache_seconds + 0.1)
     assert client.get("/v1/devices", headers=auth(secret)).status_code == 401
 
 

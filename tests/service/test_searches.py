@@ -36,6 +36,7 @@ def setup(
     return {
         "sid": sid,
         "h": auth(tokens["engineer"]),
+        "agent": auth(tokens["agent"]),
         "stats": load_stats(tmp_path / "stats.npz"),
         "costs": costs,
         "gflops": gflops,
@@ -140,3 +141,56 @@ def test_agents_cannot_search_and_unknown_configurations_are_404(
     assert r.status_code == 403
     assert client.get("/v1/configurations/" + "0" * 64, headers=setup["h"]).status_code == 404
     assert client.get("/v1/configurations/../x", headers=setup["h"]).status_code == 404
+
+
+def test_a_repeated_query_runs_no_sql_and_a_new_profile_shows_at_once(
+    client: TestClient, setup: dict
+) -> None:
+    """The query cache: the second identical query is answered from memory (no statement
+    reaches the database), and a new profile version changes the answer immediately."""
+    from sqlalchemy import event
+
+    from service.auth.service import PrincipalCache
+
+    state = client.app.state  # type: ignore[attr-defined]
+    state.principals = PrincipalCache(ttl=600)  # the tests' 1 s would expire mid-test
+    engine = state.engine
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    body = {"device": "dev", "objective": "max-accuracy", "budget_ms": 1e6}
+    first = _post(client, setup, **body)
+    assert first.status_code == 200, first.text
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        again = _post(client, setup, **body)
+        assert again.status_code == 200 and again.json() == first.json()
+        assert statements == []
+        # another budget on the same search: answered from the front in memory
+        other = _post(client, setup, device="dev", objective="min-cost", max_drop=1.0)
+        assert other.status_code == 200 and other.json()["search_id"] == first.json()["search_id"]
+        # at most the first answer of a configuration is stored (no token, profile or
+        # search lookups); once stored, that query too runs no SQL
+        assert all("configurations" in st for st in statements if st != "BEGIN"), statements
+        statements.clear()
+        assert _post(client, setup, device="dev", objective="min-cost", max_drop=1.0).json() == (
+            other.json()
+        )
+        assert statements == []
+        # a new version of the device's profile (everything twice as slow)
+        h = setup["agent"]
+        r = client.post(
+            "/v1/profiles",
+            json={"supernet_id": setup["sid"], "device": "dev", "costs": costs_table("ms", scale=4.0)},
+            headers=h,
+        )
+        assert r.status_code == 201, r.text
+        statements.clear()
+        newer = _post(client, setup, **body).json()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statements  # resolved afresh
+    assert newer["profile_id"] == r.json()["id"] != first.json()["profile_id"]
+    assert newer["expected_cost"] == pytest.approx(2 * first.json()["expected_cost"])
