@@ -57,6 +57,27 @@ class BundleError(ValueError):
     """A bundle that is malformed, unsafe or inconsistent (one clear message)."""
 
 
+# The part layout, shared by the exporter, the validator, the assembler and the cost table.
+def segment_part(position: str) -> str:
+    """Backbone from the previous position (or the input) to ``position`` (or ``final``)."""
+    return f"segment/{position}"
+
+
+def head_part(exit_id: str) -> str:
+    """An exit's head (``final``: the original model's head)."""
+    return f"head/{exit_id}"
+
+
+def upsample_part(position: str) -> str:
+    """Head-resolution logits of any exit at ``position`` -> full-resolution logits."""
+    return f"upsample/{position}"
+
+
+def policy_part(position: str) -> str:
+    """Head-resolution logits of any exit at ``position`` -> image scores per pixel threshold."""
+    return f"policy/{position}"
+
+
 @dataclass(frozen=True)
 class BundleLimits:
     """Bounds that keep a hostile archive from exhausting memory or disk.
@@ -183,12 +204,14 @@ class Manifest(_Strict):
                 raise ValueError(f"part {name!r}: kind {part.kind!r} does not fit its name")
             if not part.path.startswith("parts/") or not part.path.endswith(".onnx"):
                 raise ValueError(f"part {name!r}: path must be parts/<file>.onnx")
-        required = [f"segment/{n}" for n in names] + ["segment/final", "head/final"]
-        required += [f"head/{ex.id}" for ex in self.exits]
+        exit_positions = sorted({ex.position for ex in self.exits}, key=index.__getitem__)
+        required = [segment_part(n) for n in [*names, FINAL]] + [head_part(FINAL)]
+        required += [head_part(ex.id) for ex in self.exits]
+        required += [f(p) for p in exit_positions for f in (upsample_part, policy_part)]
         missing = [r for r in required if r not in self.parts]
         if missing:
             raise ValueError(f"parts missing from the manifest: {', '.join(missing[:5])}")
-        if self.parts["head/final"].kind != "final_head":
+        if self.parts[head_part(FINAL)].kind != "final_head":
             raise ValueError("part 'head/final' must have kind 'final_head'")
         members = [MANIFEST, *self.members()]
         if len(set(members)) != len(members):
@@ -302,7 +325,7 @@ def _read_manifest(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> Ma
         raise BundleError(f"manifest.json is larger than {limit} bytes")
     try:
         raw = json.loads(zf.read(info).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also: too deep, integers of 4300+ digits
         raise BundleError(f"manifest.json is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise BundleError("manifest.json must hold a JSON object")
@@ -416,7 +439,7 @@ def _check_costs(path: Path, manifest: Manifest) -> dict[str, Any]:
 
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also: too deep, integers of 4300+ digits
         raise BundleError(f"costs.json is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise BundleError("costs.json must hold a JSON object")

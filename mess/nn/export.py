@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper
 from torch import nn
 
+from mess.bundle import FINAL, head_part, policy_part, segment_part, upsample_part
 from mess.nn.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
 from mess.nn.policy import image_scores
 from mess.nn.supernet import Supernet
@@ -196,13 +197,13 @@ def export_parts(
     for pos, segment in zip(supernet.positions, supernet.segments, strict=True):
         module = _First(segment) if pos.index == 0 else segment
         first = pos.index == 0
-        x = add(f"segment/{pos.name}", "segment", module, (x,), ["image" if first else "x"], ["y"])
+        x = add(segment_part(pos.name), "segment", module, (x,), ["image" if first else "x"], ["y"])
         features[pos.index] = x
     with torch.no_grad():
         last = supernet.final_segment(x)
     if len(list(supernet.final_segment.children())) == 0:
         part = Part(
-            "segment/final",
+            segment_part(FINAL),
             "segment",
             _identity_model("segment_final", list(x.shape)),
             ["x"],
@@ -211,11 +212,11 @@ def export_parts(
         )
         parts.append(part)
     else:
-        last = add("segment/final", "segment", supernet.final_segment, (x,), ["x"], ["y"])
+        last = add(segment_part(FINAL), "segment", supernet.final_segment, (x,), ["x"], ["y"])
     low = supernet.final_head.low_position
     if low is not None:
         add(
-            "head/final",
+            head_part(FINAL),
             "final_head",
             _FinalHead(supernet, input_size),
             (last, features[low]),
@@ -224,13 +225,18 @@ def export_parts(
         )
     else:
         add(
-            "head/final", "final_head", _FinalHead(supernet, input_size), (last,), ["x"], ["logits"]
+            head_part(FINAL),
+            "final_head",
+            _FinalHead(supernet, input_size),
+            (last,),
+            ["x"],
+            ["logits"],
         )
     done_positions: set[int] = set()
     for eid in supernet.early_exit_ids:
         pos = supernet.position_of(eid)
         logits = add(
-            f"head/{eid}",
+            head_part(eid),
             "head",
             supernet.exit_head(eid),
             (features[pos.index],),
@@ -241,7 +247,7 @@ def export_parts(
             continue
         done_positions.add(pos.index)
         add(
-            f"upsample/{pos.name}",
+            upsample_part(pos.name),
             "upsample",
             _Upsample(input_size),
             (logits,),
@@ -249,7 +255,7 @@ def export_parts(
             ["logits_up"],
         )
         add(
-            f"policy/{pos.name}",
+            policy_part(pos.name),
             "policy",
             _Policy(pixel_thresholds),
             (logits,),

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-FINAL = "final"
+from mess.bundle import FINAL, head_part, policy_part, segment_part, upsample_part
 
 
 class AssemblyError(ValueError):
@@ -165,7 +165,7 @@ def assemble_model(
         while state.depth < to:
             state.depth += 1
             name = index.positions[state.depth]
-            (out,) = b.inline(nodes, f"segment/{name}", [state.value])
+            (out,) = b.inline(nodes, segment_part(name), [state.value])
             state.value = out
             if state.depth == low_depth:
                 low_value["v"] = out
@@ -174,14 +174,14 @@ def assemble_model(
     def terminal_nodes(nodes: list[onnx.NodeProto], k: int) -> tuple[str, str]:
         if terminal == FINAL:
             last = advance(nodes, len(index.positions) - 1)
-            (x,) = b.inline(nodes, "segment/final", [last])
+            (x,) = b.inline(nodes, segment_part(FINAL), [last])
             inputs = [x, low_value["v"]] if index.low_position else [x]
-            (logits,) = b.inline(nodes, "head/final", inputs)
+            (logits,) = b.inline(nodes, head_part(FINAL), inputs)
         else:
             feat = advance(nodes, position(terminal))
-            (small,) = b.inline(nodes, f"head/{terminal}", [feat])
+            (small,) = b.inline(nodes, head_part(terminal), [feat])
             pos = index.exit_positions[terminal]
-            (logits,) = b.inline(nodes, f"upsample/{pos}", [small])
+            (logits,) = b.inline(nodes, upsample_part(pos), [small])
         exit_value = b.const(nodes, np.array(k, dtype=np.int64), "exit")
         return logits, exit_value
 
@@ -208,9 +208,9 @@ def assemble_model(
         rule = exits[k]
         eid = str(rule["id"])
         feat = advance(nodes, position(eid))
-        (small,) = b.inline(nodes, f"head/{eid}", [feat])
+        (small,) = b.inline(nodes, head_part(eid), [feat])
         pos = index.exit_positions[eid]
-        (scores,) = b.inline(nodes, f"policy/{pos}", [small])
+        (scores,) = b.inline(nodes, policy_part(pos), [small])
         tp = _threshold_index(index.pixel_thresholds, float(rule["pixel_threshold"]))
         flat = b.const(nodes, np.array([-1], dtype=np.int64), "flat")
         b.counter += 1
@@ -224,7 +224,7 @@ def assemble_model(
         nodes.append(helper.make_node("GreaterOrEqual", [score, ti], [cond]))
 
         then_nodes: list[onnx.NodeProto] = []
-        (up,) = b.inline(then_nodes, f"upsample/{pos}", [small])
+        (up,) = b.inline(then_nodes, upsample_part(pos), [small])
         then_exit = b.const(then_nodes, np.array(k, dtype=np.int64), "exit")
         then_graph = branch_graph(then_nodes, (up, then_exit), f"exit{k}_then")
 

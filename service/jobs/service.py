@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from mess.bundle import Manifest
+from mess.bundle import FINAL, Manifest, head_part, policy_part, segment_part, upsample_part
 from service.auth.service import Principal
 from service.blobs import BlobStore
 from service.db import utcnow
@@ -199,15 +199,10 @@ def costs_from_timings(manifest: Manifest, timings: dict[str, list[float]]) -> d
     def med(name: str) -> float:
         return float(statistics.median(timings[name]))
 
-    def first(*names: str) -> float:
-        """Median of the first of ``names`` the bundle has (0 when it has none)."""
-        return next((med(n) for n in names if n in timings), 0.0)
-
-    segments = {p.name: med(f"segment/{p.name}") for p in manifest.positions}
-    segments["final"] = med("segment/final")
-    heads = {e.id: med(f"head/{e.id}") + first(f"upsample/{e.position}") for e in manifest.exits}
-    heads["final"] = med("head/final")
-    policy = {e.id: first(f"policy/{e.id}", f"policy/{e.position}") for e in manifest.exits}
+    segments = {p: med(segment_part(p)) for p in [*(p.name for p in manifest.positions), FINAL]}
+    heads = {e.id: med(head_part(e.id)) + med(upsample_part(e.position)) for e in manifest.exits}
+    heads[FINAL] = med(head_part(FINAL))
+    policy = {e.id: med(policy_part(e.position)) for e in manifest.exits}
     return {
         "format": "mess-costs",
         "version": 1,

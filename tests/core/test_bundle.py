@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mess.bundle import BundleError, BundleLimits, read_bundle, validate_bundle, write_bundle
-from tests.service.factories import bundle_contents, costs_table, onnx_model, stats_bytes
+from tests.service.factories import HEAD, bundle_contents, costs_table, onnx_model, stats_bytes
 
 
 def _sha(data: bytes) -> str:
@@ -140,12 +140,17 @@ def test_unknown_top_level_manifest_field_is_refused(tmp_path: Path) -> None:
     assert "invalid manifest: surprise" in _error(path)
 
 
-def test_manifest_missing_a_required_part_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "part",
+    ["segment/layer2", "head/final", f"head/layer2/{HEAD}", "upsample/layer2", "policy/layer2"],
+)
+def test_manifest_missing_a_required_part_is_refused(tmp_path: Path, part: str) -> None:
+    """Every part the assembler and the cost table use must be there."""
     manifest, files = bundle_contents()
-    del manifest["parts"]["segment/layer2"]
-    del files["parts/segment__layer2.onnx"]
+    assert part in manifest["parts"]
+    del files[manifest["parts"].pop(part)["path"]]
     path = _raw_zip(tmp_path / "x.mess", _members(manifest, files))
-    assert "parts missing from the manifest: segment/layer2" in _error(path)
+    assert f"parts missing from the manifest: {part}" in _error(path)
 
 
 def test_manifest_exit_on_an_unknown_position_is_refused(tmp_path: Path) -> None:

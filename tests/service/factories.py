@@ -12,6 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from mess.bundle import head_part, policy_part, upsample_part
+
 POSITIONS = [("layer1", 8, 4), ("layer2", 16, 8)]
 HEAD = "crm0-b0-rdi0-fcn"
 NUM_CLASSES = 3
@@ -108,8 +110,10 @@ def bundle_contents(name: str = "tiny") -> tuple[dict[str, Any], dict[str, bytes
         parts[f"segment/{pos}"] = ("segment", onnx_model(f"segment/{pos}", "Conv"))
     parts["segment/final"] = ("segment", onnx_model("segment/final"))
     for ex in exits():
-        parts[f"head/{ex['id']}"] = ("head", onnx_model(f"head/{ex['id']}"))
-        parts[f"policy/{ex['id']}"] = ("policy", onnx_model(f"policy/{ex['id']}"))
+        parts[head_part(ex["id"])] = ("head", onnx_model(head_part(ex["id"])))
+    for pos in dict.fromkeys(ex["position"] for ex in exits()):
+        for kind, part in (("upsample", upsample_part(pos)), ("policy", policy_part(pos))):
+            parts[part] = (kind, onnx_model(part))
     parts["head/final"] = ("final_head", onnx_model("head/final", "Conv"))
     files = {part_path(n): b for n, (_, b) in parts.items()}
     files["stats.npz"] = stats_bytes()
