@@ -156,6 +156,110 @@ def _threads(url: str, h: dict, base: dict, lo: float, hi: float, args: argparse
     }
 
 
+class _Writers:
+    """Writes alongside the query load (``--mixed``): profile uploads and agents' job cycles.
+
+    Each uploader posts new versions of a device profile; each agent registers a new device
+    (which queues a profiling job), leases it, heartbeats and uploads synthetic timings.
+    Every write the server acknowledged is checked afterwards: ``lost`` counts the missing.
+    """
+
+    def __init__(self, url: str, h: dict, sid: str, parts: list[str], costs: dict) -> None:
+        self.url, self.h, self.sid, self.parts, self.costs = url, h, sid, parts, costs
+        self.latencies: dict[str, list[float]] = {"upload": [], "agent": []}
+        self.errors: dict[str, dict[int, int]] = {"upload": {}, "agent": {}}
+        self.acked: list[int] = []  # profile ids the server acknowledged
+        self.lock = threading.Lock()
+
+    def _timed(self, kind: str, c: httpx.Client, method: str, path: str, **kw) -> httpx.Response:
+        start = time.perf_counter()
+        r = c.request(method, path, **kw)
+        with self.lock:
+            self.latencies[kind].append((time.perf_counter() - start) * 1e3)
+            if not r.is_success:
+                self.errors[kind][r.status_code] = self.errors[kind].get(r.status_code, 0) + 1
+        return r
+
+    def uploader(self, i: int, stop_at: float) -> None:
+        rng = random.Random(i)
+        with httpx.Client(base_url=self.url, headers=self.h, timeout=60) as c:
+            device = f"bench-up-{i}"
+            c.post("/v1/devices", json={"name": device}).raise_for_status()
+            while time.monotonic() < stop_at:
+                scale = rng.uniform(0.5, 2.0)
+                costs = {
+                    **self.costs,
+                    **{
+                        k: {n: v * scale for n, v in self.costs[k].items()}
+                        for k in ("segments", "heads", "policy")
+                    },
+                }
+                body = {"supernet_id": self.sid, "device": device, "costs": costs}
+                r = self._timed("upload", c, "POST", "/v1/profiles", json=body)
+                if r.is_success:
+                    with self.lock:
+                        self.acked.append(r.json()["id"])
+
+    def agent(self, i: int, stop_at: float) -> None:
+        rng = random.Random(100 + i)
+        n = 0
+        with httpx.Client(base_url=self.url, headers=self.h, timeout=60) as c:
+            while time.monotonic() < stop_at:
+                n += 1
+                device = f"bench-agent-{i}-{n}"
+                r = self._timed("agent", c, "POST", "/v1/devices", json={"name": device})
+                if not r.is_success:
+                    continue
+                r = self._timed("agent", c, "POST", "/v1/jobs/lease", json={"device": device})
+                if r.status_code != 200:
+                    continue
+                job = r.json()["job"]
+                lease = {"lease_id": job["lease_id"]}
+                self._timed("agent", c, "POST", f"/v1/jobs/{job['id']}/heartbeat", json=lease)
+                timings = {p: [rng.uniform(0.1, 2.0) for _ in range(5)] for p in self.parts}
+                r = self._timed(
+                    "agent",
+                    c,
+                    "POST",
+                    f"/v1/jobs/{job['id']}/result",
+                    json={**lease, "timings": timings},
+                )
+                if r.is_success:
+                    with self.lock:
+                        self.acked.append(r.json()["profile_id"])
+
+    def run(self, uploaders: int, agents: int, stop_at: float) -> list[threading.Thread]:
+        threads = [
+            threading.Thread(target=self.uploader, args=(i, stop_at)) for i in range(uploaders)
+        ] + [threading.Thread(target=self.agent, args=(i, stop_at)) for i in range(agents)]
+        for t in threads:
+            t.start()
+        return threads
+
+    def rows(self, seconds: float) -> list[dict]:
+        """One row per kind, then the check that every acknowledged write is stored."""
+        lost = 0
+        with httpx.Client(base_url=self.url, headers=self.h, timeout=60) as c:
+            for pid in self.acked:
+                lost += c.get(f"/v1/profiles/{pid}").status_code != 200
+        out = []
+        for kind, lat in self.latencies.items():
+            arr = np.asarray(lat or [float("nan")])
+            out.append(
+                {
+                    "kind": kind,
+                    "requests": len(lat),
+                    "requests_per_s": len(lat) / seconds,
+                    "p50_ms": float(np.percentile(arr, 50)),
+                    "p90_ms": float(np.percentile(arr, 90)),
+                    "p99_ms": float(np.percentile(arr, 99)),
+                    "errors": self.errors[kind],
+                }
+            )
+        out.append({"kind": "acknowledged profiles", "requests": len(self.acked), "lost": lost})
+        return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=32)
@@ -166,8 +270,17 @@ def main() -> None:
         action="store_true",
         help="use Python threads instead of wrk as the load generator",
     )
+    parser.add_argument(
+        "--mixed",
+        action="store_true",
+        help="also run profile uploaders and agents' job cycles during the query load, and "
+        "check afterwards that every acknowledged write is stored",
+    )
+    parser.add_argument("--uploaders", type=int, default=2)
+    parser.add_argument("--agents", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    writes: list[dict] = []
     console = Console(width=120)
     with tempfile.TemporaryDirectory(prefix="mess-load-") as tmp_name:
         tmp = Path(tmp_name)
@@ -214,12 +327,14 @@ def main() -> None:
             timings = {p["name"]: [rng.uniform(0.1, 2.0)] for p in info["parts"]}
             lease = httpx.post(f"{url}/v1/jobs/lease", headers=h, json={"device": "bench"})
             job = lease.json()["job"]
-            httpx.post(
+            result = httpx.post(
                 f"{url}/v1/jobs/{job['id']}/result",
                 headers=h,
                 timeout=60,
                 json={"lease_id": job["lease_id"], "timings": timings},
-            ).raise_for_status()
+            )
+            result.raise_for_status()
+            profile = httpx.get(f"{url}/v1/profiles/{result.json()['profile_id']}", headers=h)
             base = {"supernet_id": sid, "device": "bench", "objective": "pareto"}
             while True:  # the first query computes the front (202 while it runs)
                 answer = httpx.post(f"{url}/v1/search", headers=h, json=base, timeout=600)
@@ -230,10 +345,22 @@ def main() -> None:
             costs = [p["expected_cost"] for p in first["front"]]
             lo, hi = min(costs), max(costs)
 
+            writers = _Writers(
+                url, h, sid, [p["name"] for p in info["parts"]], profile.json()["costs"]
+            )
+            threads = (
+                writers.run(args.uploaders, args.agents, time.monotonic() + args.seconds)
+                if args.mixed
+                else []
+            )
             if shutil.which("wrk") and not args.python_clients:
                 row = _wrk(url, sid, lo, hi, args)
             else:
                 row = _threads(url, h, base, lo, hi, args)
+            for t in threads:
+                t.join()
+            if args.mixed:
+                writes = writers.rows(args.seconds)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -280,6 +407,27 @@ def main() -> None:
         )
     )
     console.print(table)
+    if writes:
+        table = Table(title="writes during the query load (Python clients)")
+        for key in ("kind", "requests", "requests_per_s", "p50_ms", "p99_ms", "errors", "lost"):
+            table.add_column(key)
+        for w in writes:
+            table.add_row(
+                *(
+                    f"{w[k]:.1f}" if isinstance(w.get(k), float) else str(w.get(k, ""))
+                    for k in (
+                        "kind",
+                        "requests",
+                        "requests_per_s",
+                        "p50_ms",
+                        "p99_ms",
+                        "errors",
+                        "lost",
+                    )
+                )
+            )
+        console.print(table)
+        row["writes"] = writes
     if args.json:
         print(json.dumps(row))
 

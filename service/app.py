@@ -71,6 +71,7 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     engine = make_engine(settings.db_url)
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.write_sessionmaker = make_sessionmaker(engine, write=True)
     app.state.blobs = make_blob_store(settings)
     app.state.fronts = FrontCache()
     app.state.queries = QueryCache(settings.query_cache_seconds)

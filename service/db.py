@@ -43,6 +43,10 @@ MODEL_MODULES = (
 )
 
 
+PG_CONNECT_TIMEOUT = 5  # seconds to establish a PostgreSQL connection
+SQLITE_BEGIN = "mess_sqlite_begin"  # execution option: "IMMEDIATE" for write transactions
+
+
 class Base(DeclarativeBase):
     """Declarative base of every ORM class."""
 
@@ -97,11 +101,16 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # IMMEDIATE takes the write lock at BEGIN, waiting (busy_timeout) for it. A deferred
+    # transaction that reads and then writes fails at once with "database is locked" when
+    # another writer committed in between (its snapshot cannot become a write).
+    mode = connection.get_execution_options().get(SQLITE_BEGIN, "")
+    connection.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; SQLite gets foreign keys, WAL and a busy timeout.
+    """Create an engine; SQLite gets foreign keys, WAL and a busy timeout; PostgreSQL a
+    pre-ping (a connection lost while pooled is replaced) and a connect timeout.
 
     Args:
         url: SQLAlchemy URL (``sqlite:///...`` or ``postgresql+psycopg://...``).
@@ -119,11 +128,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if (
+        parsed.get_driver_name() in ("psycopg", "psycopg2")
+        and "connect_timeout" not in parsed.query
+    ):
+        # an unreachable database must fail a request (503) in seconds, not hang it for
+        # libpq's default of minutes; ?connect_timeout=N in the URL overrides this
+        kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT} | kwargs.get(
+            "connect_args", {}
+        )
     return create_engine(url, **kwargs)
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """Session factory bound to ``engine`` (objects stay usable after commit)."""
+def make_sessionmaker(engine: Engine, *, write: bool = False) -> sessionmaker[Session]:
+    """Session factory bound to ``engine`` (objects stay usable after commit).
+
+    ``write``: for requests that write. On SQLite their transactions begin IMMEDIATE, so
+    concurrent writers queue for the lock instead of failing; elsewhere no difference.
+    """
+    if write:
+        engine = engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
     return sessionmaker(engine, expire_on_commit=False)
 
 

@@ -27,9 +27,17 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    """A session per request: committed when the route returns, rolled back on error."""
-    with request.app.state.sessionmaker() as session:
+    """A session per request: committed when the route returns, rolled back on error.
+
+    Requests that may write get write transactions (on SQLite: ``BEGIN IMMEDIATE``).
+    """
+    state = request.app.state
+    maker = state.write_sessionmaker if request.method in _WRITES else state.sessionmaker
+    with maker() as session:
         try:
             yield session
             session.commit()

@@ -26,6 +26,12 @@ def find_digest(session: Session, supernet_id: str, device_id: int, digest: str)
     return session.scalars(stmt).one_or_none()
 
 
+def lock_versions(session: Session, device_id: int) -> None:
+    """Serialise version allocation for a device until the transaction ends (PostgreSQL:
+    ``SELECT ... FOR UPDATE`` on the device row; SQLite's write transactions are serial)."""
+    session.execute(select(Device.id).where(Device.id == device_id).with_for_update())
+
+
 def latest_version(session: Session, supernet_id: str, device_id: int) -> int:
     """The highest version of (supernet, device), 0 when none."""
     stmt = select(func.max(Profile.version)).where(

@@ -18,7 +18,7 @@ from mess.bundle import Manifest, check_costs_cover
 from service.auth.service import Principal
 from service.blobs import BlobStore
 from service.devices.service import get_device
-from service.errors import NotFound, Unprocessable
+from service.errors import NotFound, ServiceUnavailable, Unprocessable
 from service.profiles import repository
 from service.profiles.models import Profile
 from service.profiles.schemas import ProfileCreate, ProfileRead, ProfileSummary
@@ -90,6 +90,7 @@ def create_profile(
         raw_sha, raw_created = blobs.put_bytes(canonical_json(data.raw))
     try:
         for _ in range(_ATTEMPTS):
+            repository.lock_versions(session, device.id)
             version = repository.latest_version(session, supernet.id, device.id) + 1
             try:
                 with session.begin_nested():
@@ -114,7 +115,7 @@ def create_profile(
                 existing = repository.find_digest(session, supernet.id, device.id, digest)
                 if existing is not None:  # the same upload won a race
                     return existing, False
-        raise Unprocessable("too many concurrent uploads for this supernet and device; retry")
+        raise ServiceUnavailable("too many concurrent uploads for this supernet and device; retry")
     except BaseException:
         session.rollback()
         if raw_created and raw_sha is not None:

@@ -78,3 +78,23 @@ def test_unknown_supernet_or_device_is_404(client: TestClient, setup: dict[str, 
     assert client.post("/v1/profiles", json=body, headers=h).status_code == 404
     assert client.get("/v1/profiles/999", headers=h).status_code == 404
     assert client.get("/v1/profiles/abc", headers=h).status_code == 422
+
+
+def test_concurrent_uploads_all_land(client: TestClient, setup: dict[str, Any]) -> None:
+    """Writers racing on one device: every upload is stored, versions 1..N without gaps
+    (on SQLite write transactions begin IMMEDIATE: they queue rather than fail with 503)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sid, h = setup["supernet_id"], setup["h"]
+
+    def upload(i: int) -> int:
+        body = _body(sid, context={"run": i})
+        return client.post("/v1/profiles", json=body, headers=h).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(upload, range(24)))
+    assert codes == [201] * 24
+    listed = client.get(
+        "/v1/profiles", params={"supernet_id": sid, "device": "dev", "limit": 100}, headers=h
+    ).json()["items"]
+    assert sorted(p["version"] for p in listed) == list(range(1, 25))
