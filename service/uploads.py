@@ -3,11 +3,15 @@
 :class:`BodyLimitMiddleware` answers 413 as soon as a request announces, or actually sends,
 more than the limit (a lying ``Content-Length`` does not help). :func:`receive_file`
 streams one multipart field straight into a file, so an upload is never whole in memory.
+:func:`sweep_scratch` removes, at start-up, what uploads killed mid-way left on disk.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,47 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import BadRequest
+
+log = logging.getLogger(__name__)
+
+
+STALE_SCRATCH_SECONDS = 3600.0
+
+
+def sweep_scratch(*folders: Path, older_than: float = STALE_SCRATCH_SECONDS) -> list[Path]:
+    """Delete what killed uploads left behind in scratch folders (partial uploads, extracted
+    bundles, unfinished blob writes): entries nothing has written to for ``older_than``
+    seconds. A live upload keeps writing, so its files stay fresh; recent entries are kept
+    because another worker process on the same data folder may be using them right now.
+
+    Args:
+        folders: scratch folders (missing ones are skipped).
+        older_than: age in seconds of the newest file of an entry.
+
+    Returns:
+        The entries deleted.
+    """
+    cutoff = time.time() - older_than
+    swept = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            try:
+                files = [entry, *entry.rglob("*")] if entry.is_dir() else [entry]
+                if max(f.lstat().st_mtime for f in files) >= cutoff:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            except OSError as exc:  # gone meanwhile, or not ours to delete
+                log.warning("could not sweep scratch entry %s: %s", entry, exc)
+                continue
+            swept.append(entry)
+    if swept:
+        log.info("swept %d stale scratch entries left by interrupted uploads", len(swept))
+    return swept
 
 
 def _too_large(limit: int) -> str:
