@@ -53,7 +53,9 @@ async def get_blobs(request: Request) -> BlobStore:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent. The default ("request") commits
+# after it, so a client could get a 2xx for a write that then failed or was lost to a crash.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
 
 

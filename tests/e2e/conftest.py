@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,20 +29,30 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, **env: str) -> None:
+    def __init__(
+        self, data_dir: Path, *, db_url: str | None = None, log: Path | None = None, **env: str
+    ) -> None:
         self.port = free_port()  # kept across restarts
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         self.env = {**os.environ, "MESS_DATA_DIR": str(data_dir), "MESS_ADMIN_TOKEN": ADMIN, **env}
+        if db_url is not None:
+            self.env["MESS_DATABASE_URL"] = db_url
+        self.log = log  # server output, appended across restarts (default: discarded)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:
-        self.process = subprocess.Popen(
-            [str(BIN / "mess"), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        out = self.log.open("ab") if self.log else None
+        try:
+            self.process = subprocess.Popen(
+                [str(BIN / "mess"), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=self.env,
+                stdout=out or subprocess.DEVNULL,
+                stderr=subprocess.STDOUT if out else subprocess.DEVNULL,
+            )
+        finally:
+            if out is not None:
+                out.close()  # the child has its own copy
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -52,6 +66,12 @@ class Server:
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
+            self.process.wait(timeout=30)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash or an OOM kill."""
+        if self.process is not None:
+            self.process.kill()
             self.process.wait(timeout=30)
 
     def token(self, role: str, name: str) -> str:
@@ -113,3 +133,144 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     save_stats(Stats(meta=meta, **arrays), tmp / "stats.npz")
     export_bundle(sn, tmp / "stats.npz", (32, 32), tmp / "tiny.mess")
     return tmp / "tiny.mess"
+
+
+POSTGRES_URL = os.environ.get(
+    "MESS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL server for one test (the server under test
+    migrates it at start-up); dropped afterwards. Skips when the server is unreachable."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(POSTGRES_URL)
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL unreachable at {server.render_as_string()}: {exc}")
+    name = f"mess_e2e_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+class TcpProxy:
+    """A TCP relay ``127.0.0.1:port -> target`` in threads, to take a link away and back.
+
+    ``cut("refuse")`` resets every relayed connection and resets new ones at once (the peer is
+    down); ``cut("blackhole")`` resets the relayed ones and accepts new ones but never answers
+    (a peer lost on the network: only the client's own timeout ends the wait).
+    ``restore()`` relays new connections again. The port stays the same throughout.
+
+    Args:
+        host: the target's host.
+        port: the target's port.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = int(self.listener.getsockname()[1])
+        self.mode = "open"
+        self._lock = threading.Lock()
+        self._relayed: set[socket.socket] = set()  # both ends; their pump thread closes them
+        self._held: set[socket.socket] = set()  # accepted while blackholed, never answered
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="tcp-proxy", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._closing.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            with self._lock:
+                mode = self.mode
+            if mode == "refuse":
+                _reset(client)
+            elif mode == "blackhole":
+                with self._lock:
+                    self._held.add(client)  # silent until the next cut or restore
+            else:
+                try:
+                    upstream = socket.create_connection(self.target, timeout=5)
+                except OSError:
+                    _reset(client)
+                    continue
+                upstream.settimeout(None)
+                with self._lock:
+                    self._relayed.update((client, upstream))
+                threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        peer = {a: b, b: a}
+        try:
+            while True:
+                readable, _, _ = select.select([a, b], [], [], 0.5)
+                for sock in readable:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    peer[sock].sendall(data)
+        except OSError:
+            return  # shut down by cut()
+        finally:
+            with self._lock:
+                self._relayed.difference_update((a, b))
+            _reset(a)  # only this thread closes them: no fd is closed under its select()
+            _reset(b)
+
+    def _drop_all(self) -> None:
+        with self._lock:
+            relayed, held = list(self._relayed), list(self._held)
+            self._held.clear()
+        for sock in relayed:
+            with contextlib.suppress(OSError):  # wakes its pump thread, which resets both ends
+                sock.shutdown(socket.SHUT_RDWR)
+        for sock in held:
+            _reset(sock)
+
+    def cut(self, mode: str = "refuse") -> None:
+        """Take the link away: ``"refuse"`` (peer down) or ``"blackhole"`` (peer silent)."""
+        assert mode in ("refuse", "blackhole")
+        with self._lock:
+            self.mode = mode
+        self._drop_all()
+
+    def restore(self) -> None:
+        """Relay new connections again (held silent ones are reset)."""
+        with self._lock:
+            self.mode = "open"
+        self._drop_all()
+
+    def close(self) -> None:
+        self._closing.set()
+        self._thread.join(timeout=5)
+        self.listener.close()
+        self._drop_all()
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with an RST (SO_LINGER 0), so the peer sees the connection fail at once."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
