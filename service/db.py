@@ -8,6 +8,7 @@ Nothing here runs at import time: :func:`make_engine` is called from the app's l
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import importlib
 import logging
 from collections.abc import Iterator
@@ -208,4 +209,17 @@ def upgrade(url: str, revision: str = "head") -> None:
     """
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        command.upgrade(alembic_config(url), revision)  # PostgreSQL: advisory lock in env.py
+        return
+    # SQLite: processes starting together on a fresh file (uvicorn --workers) would race to
+    # create the same tables; an exclusive lock on a file next to the database serialises them
+    lock = Path(f"{parsed.database}.migrate-lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            command.upgrade(alembic_config(url), revision)
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -41,7 +41,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
         ) from None
     settings = Settings()
     if workers > 1:
-        prepare(settings)  # once, before the workers start: they would race on migrations
+        prepare(settings)  # once before the workers start: one generated admin token
     uvicorn.run(
         "service.app:app_factory",
         factory=True,

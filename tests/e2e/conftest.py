@@ -30,8 +30,15 @@ def free_port() -> int:
 
 class Server:
     def __init__(
-        self, data_dir: Path, *, db_url: str | None = None, log: Path | None = None, **env: str
+        self,
+        data_dir: Path,
+        *,
+        db_url: str | None = None,
+        log: Path | None = None,
+        workers: int = 1,
+        **env: str,
     ) -> None:
+        self.workers = workers
         self.port = free_port()  # kept across restarts
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -45,7 +52,10 @@ class Server:
         out = self.log.open("ab") if self.log else None
         try:
             self.process = subprocess.Popen(
-                [str(BIN / "mess"), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                [
+                    *(str(BIN / "mess"), "serve", "--host", "127.0.0.1", "--port", str(self.port)),
+                    *(("--workers", str(self.workers)) if self.workers > 1 else ()),
+                ],
                 env=self.env,
                 stdout=out or subprocess.DEVNULL,
                 stderr=subprocess.STDOUT if out else subprocess.DEVNULL,

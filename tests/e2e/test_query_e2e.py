@@ -69,3 +69,27 @@ def test_query_downloads_a_model_that_matches_the_pytorch_policy(
     infeasible = _query(server, "--supernet", sid, "--device", "e2e", "--budget-ms", "1e-9")
     assert infeasible.returncode == 3, infeasible.stderr
     assert "error:" in infeasible.stderr and "Traceback" not in infeasible.stderr
+
+
+def test_two_workers_start_on_a_fresh_database_and_share_it(tmp_path: Path) -> None:
+    """``mess serve --workers 2`` on an empty data folder: migrated once before the workers
+    start (they raced on SQLite before), both serve, writes of one are seen by the other."""
+    import concurrent.futures
+
+    import httpx
+
+    server = Server(tmp_path / "data", workers=2).start()
+    try:
+        h = {"Authorization": f"Bearer {ADMIN}"}
+
+        def create(i: int) -> int:
+            body = {"name": f"dev-{i}", "role": "agent"}
+            return httpx.post(f"{server.url}/v1/tokens", json=body, headers=h).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(create, range(40))) == [201] * 40
+        for _ in range(10):  # new connections: both workers answer, all see the 40 tokens
+            listed = httpx.get(f"{server.url}/v1/tokens", params={"limit": 100}, headers=h)
+            assert len(listed.json()["items"]) == 40
+    finally:
+        server.stop()

@@ -81,3 +81,19 @@ def test_constraints_follow_the_naming_convention() -> None:
         c.name for c in tables["profiles"].constraints if c.name and c.name.startswith("uq_")
     }
     assert "uq_profiles_supernet_id_device_id_version" in uniques
+
+
+def test_processes_migrating_one_fresh_database_together_all_succeed(fresh_url: str) -> None:
+    """What N API workers do at start-up (SQLite: a file lock; PostgreSQL: an advisory
+    lock). Without them, the losers fail with 'database is locked' or 'table exists'."""
+    code = f"from service.db import upgrade; upgrade({fresh_url!r})"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs[-1][-2000:]
+    check = _alembic(fresh_url, "check")
+    assert check.returncode == 0, check.stderr
