@@ -17,7 +17,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,13 +29,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from mess.localhost import free_port
+
 ADMIN = "bench-admin-" + "0" * 20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _bundle(folder: Path) -> Path:
@@ -285,7 +280,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mess-load-") as tmp_name:
         tmp = Path(tmp_name)
         bundle = _bundle(tmp)
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = {
             **os.environ,

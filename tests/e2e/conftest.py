@@ -18,14 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mess.localhost import free_port
+
 ADMIN = "e2e-admin-0123456789abcdef"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:

@@ -1,11 +1,11 @@
 import copy
 import os
-import socket
 
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from mess.localhost import free_port
 from mess.nn import HeadWidths, build_model, to_supernet
 from mess.nn.train import (
     StopTraining,
@@ -192,18 +192,12 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(base, data, tmp_pa
         )
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_world_size_one_matches_a_plain_run(base, data, monkeypatch):
     plain = copy.deepcopy(base)
     train_stage1(plain, data, config=_config(seed=4))
     ddp = copy.deepcopy(base)
     env = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
-    for k, v in (env | {"MASTER_PORT": str(_free_port())}).items():
+    for k, v in (env | {"MASTER_PORT": str(free_port())}).items():
         monkeypatch.setenv(k, v)
     train_stage1(ddp, data, config=_config(seed=4))
     train_stage2(ddp, data, config=_config(seed=4), heads_per_step=4)
@@ -239,7 +233,7 @@ def _ddp_worker(rank, world, port, base, data, out_dir):
 def test_ddp_two_processes_keep_identical_weights_and_only_rank0_writes(base, data, tmp_path):
     import torch.multiprocessing as mp
 
-    mp.spawn(_ddp_worker, args=(2, _free_port(), base, data, tmp_path), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), base, data, tmp_path), nprocs=2, join=True)
     # Parameters stay in sync (BN running statistics are per process, as in any DDP run).
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 import hashlib
 import stat
+import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient

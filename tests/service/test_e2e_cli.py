@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,22 +16,17 @@ import pytest
 from typer.testing import CliRunner
 
 from mess.cli import app
+from mess.localhost import free_port
 from tests.service.conftest import ADMIN
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mess serve`` on a free loopback port with embedded defaults (SQLite, local blobs)."""
     data = tmp_path_factory.mktemp("served")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "MESS_DATA_DIR": str(data),
