@@ -181,8 +181,8 @@ def test_a_repeated_query_runs_no_sql_and_a_new_profile_shows_at_once(
         assert statements == []
         # a new version of the device's profile (everything twice as slow)
         costs = costs_table("ms", scale=4.0)
-        body = {"supernet_id": setup["sid"], "device": "dev", "costs": costs}
-        r = client.post("/v1/profiles", json=body, headers=setup["agent"])
+        profile = {"supernet_id": setup["sid"], "device": "dev", "costs": costs}
+        r = client.post("/v1/profiles", json=profile, headers=setup["agent"])
         assert r.status_code == 201, r.text
         statements.clear()
         newer = _post(client, setup, **body).json()
