@@ -26,6 +26,7 @@ import re
 import stat
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -290,6 +291,8 @@ def _check_entries(zf: zipfile.ZipFile, limits: BundleLimits) -> dict[str, zipfi
     total = 0
     for info in infos:
         name = info.filename
+        if not name:  # ZipInfo.is_dir() would fail on it
+            raise BundleError("unsafe bundle: a member has an empty name")
         try:
             _check_member_name(name.rstrip("/") if info.is_dir() else name)
         except ValueError as exc:
@@ -320,11 +323,20 @@ def _check_entries(zf: zipfile.ZipFile, limits: BundleLimits) -> dict[str, zipfi
     return entries
 
 
+# what reading a damaged member raises: zipfile lets zlib's errors and unknown compression
+# methods through as they are
+_CORRUPT = (zipfile.BadZipFile, zlib.error, NotImplementedError, OSError, EOFError)
+
+
 def _read_manifest(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> Manifest:
     if info.file_size > limit:
         raise BundleError(f"manifest.json is larger than {limit} bytes")
     try:
-        raw = json.loads(zf.read(info).decode("utf-8"))
+        data = zf.read(info)
+    except _CORRUPT as exc:
+        raise BundleError(f"bundle member {info.filename!r} is corrupt: {exc}") from None
+    try:
+        raw = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # also: too deep, integers of 4300+ digits
         raise BundleError(f"manifest.json is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
@@ -367,7 +379,7 @@ def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, sha256: str
             while chunk := src.read(_CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except _CORRUPT as exc:
         raise BundleError(f"bundle member {info.filename!r} is corrupt: {exc}") from None
     if digest.hexdigest() != sha256:
         raise BundleError(f"sha256 mismatch for {info.filename!r}: the manifest says {sha256[:12]}")

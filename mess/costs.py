@@ -97,6 +97,15 @@ class CostTable:
         }
 
 
+def _short(value: Any) -> str:
+    """``repr`` cut to 40 characters (integers past 4300 digits have no repr at all)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return "an integer too long to print"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _number_map(raw: dict[str, Any], section: str) -> dict[str, float]:
     value = raw.get(section)
     if not isinstance(value, dict):
@@ -104,10 +113,14 @@ def _number_map(raw: dict[str, Any], section: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, cost in value.items():
         if isinstance(cost, bool) or not isinstance(cost, int | float):
-            raise CostsError(f"{section}[{key!r}] must be a number, got {cost!r}")
-        if not math.isfinite(cost) or cost < 0:
-            raise CostsError(f"{section}[{key!r}] must be finite and >= 0, got {cost!r}")
-        out[str(key)] = float(cost)
+            raise CostsError(f"{section}[{key!r}] must be a number, got {_short(cost)}")
+        try:
+            number = float(cost)
+        except OverflowError:  # an integer beyond float range (JSON allows any length)
+            number = math.inf
+        if not math.isfinite(number) or number < 0:
+            raise CostsError(f"{section}[{key!r}] must be finite and >= 0, got {_short(cost)}")
+        out[str(key)] = number
     return out
 
 
@@ -127,21 +140,21 @@ def parse_costs(raw: dict[str, Any]) -> CostTable:
     if not isinstance(raw, dict):
         raise CostsError("a cost table must be a JSON object")
     if raw.get("format") != FORMAT:
-        raise CostsError(f"format must be {FORMAT!r}, got {raw.get('format')!r}")
+        raise CostsError(f"format must be {FORMAT!r}, got {_short(raw.get('format'))}")
     if raw.get("version") != VERSION:
-        raise CostsError(f"version {raw.get('version')!r} is not supported (only 1)")
+        raise CostsError(f"version {_short(raw.get('version'))} is not supported (only 1)")
     for key in ("unit", "segments", "heads", "policy"):
         if key not in raw:
             raise CostsError(f"missing key {key!r}")
     unit = raw["unit"]
     if unit not in UNITS:
-        raise CostsError(f"unit must be one of {UNITS}, got {unit!r}")
+        raise CostsError(f"unit must be one of {UNITS}, got {_short(unit)}")
     statistic = raw.get("statistic", "exact" if unit == "gflops" else "median")
     if not isinstance(statistic, str):
-        raise CostsError(f"statistic must be a string, got {statistic!r}")
+        raise CostsError(f"statistic must be a string, got {_short(statistic)}")
     device = raw.get("device")
     if device is not None and not isinstance(device, dict):
-        raise CostsError(f"device must be an object or null, got {device!r}")
+        raise CostsError(f"device must be an object or null, got {_short(device)}")
     table = CostTable(
         unit=unit,
         statistic=statistic,
@@ -217,7 +230,7 @@ def load_costs(path: str | Path) -> CostTable:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise CostsError(f"{path}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # also: too deep, integers of 4300+ digits
         raise CostsError(f"{path}: not valid JSON ({exc})") from None
     try:
         return parse_costs(raw)

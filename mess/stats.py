@@ -17,8 +17,11 @@ the search computes it the same way so that ties compare identically everywhere.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +96,13 @@ def _fmt(index: tuple[int, ...]) -> str:
     return "[" + ", ".join(str(i) for i in index) + "]"
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond float range
+        return False
+
+
 def _check_meta(meta: Any, n: int, e1: int, c: int, t: int) -> None:
     if not isinstance(meta, dict):
         raise StatsError("meta must be a JSON object")
@@ -113,8 +123,8 @@ def _check_meta(meta: Any, n: int, e1: int, c: int, t: int) -> None:
     if not isinstance(thresholds, list) or len(thresholds) != t:
         raise StatsError(f"meta.pixel_thresholds must be a list of {t} numbers (confidence T)")
     for i, v in enumerate(thresholds):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
-            raise StatsError(f"meta.pixel_thresholds[{i}] is not a finite number: {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int | float) or not _finite(v):
+            raise StatsError(f"meta.pixel_thresholds[{i}] is not a finite number: {v!r:.40}")
         if i and v <= thresholds[i - 1]:
             raise StatsError(
                 f"meta.pixel_thresholds must increase: [{i}] = {v} after {thresholds[i - 1]}"
@@ -250,14 +260,24 @@ def load_stats(path: str | Path) -> Stats:
         raise
     except FileNotFoundError:
         raise StatsError(f"{path}: no such file") from None
-    except (OSError, ValueError, EOFError) as exc:
+    except MemoryError:  # an array header declaring more than memory holds
+        raise StatsError(f"{path}: an array is larger than memory") from None
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        zipfile.BadZipFile,  # truncated or corrupt archive, wrong CRC
+        zlib.error,
+        NotImplementedError,  # unknown compression method
+        RuntimeError,  # encrypted member
+    ) as exc:
         raise StatsError(f"{path}: not a readable .npz file ({exc})") from None
     raw = arrays["meta"]
     if raw.ndim != 0 or raw.dtype.kind not in "US":
         raise StatsError(f"{path}: meta must be a 0-d string array holding JSON")
     try:
         meta = json.loads(str(raw))
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # also: too deep, integers of 4300+ digits
         raise StatsError(f"{path}: meta is not valid JSON: {exc}") from None
     stats = Stats(
         meta=meta,

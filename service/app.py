@@ -30,6 +30,7 @@ from service.errors import ErrorResponse, install_error_handlers
 from service.jobs.routes import router as jobs_router
 from service.metrics import Metrics, MetricsMiddleware
 from service.profiles.routes import router as profiles_router
+from service.ratelimit import RateLimitMiddleware
 from service.searches.cache import QueryCache
 from service.searches.routes import router as searches_router
 from service.searches.service import FrontCache
@@ -52,8 +53,9 @@ token to `<MESS_DATA_DIR>/admin-token` (mode 0600), logging that path once.
 def prepare(settings: Settings) -> None:
     """Create the data folder, migrate the database to head and make sure an admin exists.
 
-    Idempotent. ``mess serve --workers N`` runs it once before forking, so that N workers do
-    not race to create the same tables (each worker's startup then finds nothing to do).
+    Idempotent, and safe when several processes start together (migrations take a lock).
+    ``mess serve --workers N`` runs it once before forking anyway, so that without
+    ``MESS_ADMIN_TOKEN`` one admin token is generated, not one per worker.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.db_url)
@@ -114,6 +116,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.principals = PrincipalCache(settings.auth_cache_seconds)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        RateLimitMiddleware,
+        per_minute=settings.rate_limit_per_minute,
+        burst=settings.rate_limit_burst,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     routers = (
         tokens_router,

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,14 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return _json(503, f"database unavailable or busy, retry: {reason}", {"Retry-After": "1"})
 
 
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    """The database refused a value the request carried (PostgreSQL: a NUL byte in text, a
+    number out of range), which SQLite may have stored: bad input, so 422, not a 500."""
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+    log.info("database refused a value on %s %s: %s", request.method, request.url.path, reason)
+    return _json(422, f"a value of the request was refused by the database: {reason}")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on ``app``.
 
@@ -134,4 +142,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -48,6 +48,16 @@ class Settings(BaseSettings):
         description="how long a process keeps a (supernet, device) -> latest profile answer",
     )
 
+    rate_limit_per_minute: int = Field(
+        default=6000,
+        ge=0,
+        description="requests per minute per token (per client IP without a working token); "
+        "0: no limit",
+    )
+    rate_limit_burst: int = Field(
+        default=1000, ge=0, description="requests at once above the rate; 0: no limit"
+    )
+
     @field_validator("admin_token", "database_url", "s3_endpoint_url", "s3_bucket", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

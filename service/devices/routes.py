@@ -38,7 +38,7 @@ def list_devices(
     session: SessionDep,
     _who: CurrentPrincipal,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> DeviceList:
     """Registered devices, by name."""
     rows = repository.list_devices(session, limit, offset)

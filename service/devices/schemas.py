@@ -35,7 +35,7 @@ class DeviceCreate(BaseModel):
     name: str = Field(pattern=DEVICE_NAME, description="unique: letters, digits, . _ -")
     cpu: str | None = Field(default=None, max_length=200)
     cores: int | None = Field(default=None, ge=1, le=100_000)
-    memory: int | None = Field(default=None, ge=0, description="total memory in bytes")
+    memory: int | None = Field(default=None, ge=0, le=2**62, description="total memory in bytes")
     os: str | None = Field(default=None, max_length=200)
     python: str | None = Field(default=None, max_length=50)
     runtime: str | None = Field(default=None, max_length=100)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -105,7 +105,11 @@ def _answer(
 
 
 @router.get("/v1/searches/{search_id}", response_model=SearchRead, responses=_ERRORS)
-def get_search(search_id: int, session: SessionDep, principal: CurrentPrincipal) -> SearchRead:
+def get_search(
+    search_id: Annotated[int, Path(ge=1, le=2**62)],
+    session: SessionDep,
+    principal: CurrentPrincipal,
+) -> SearchRead:
     """A search's status and the size of its space."""
     principal.require("engineer")
     return service.read(service.get_search(session, search_id))

@@ -92,7 +92,7 @@ def list_supernets(
     _who: CurrentPrincipal,
     name: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> SupernetList:
     """Stored supernets, newest first (optionally those with one name)."""
     rows = repository.list_supernets(session, limit, offset, name)
