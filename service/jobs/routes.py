@@ -128,7 +128,7 @@ def result(
         version=version,
     )
     session.commit()  # then queries resolve the device to the new profile version
-    request.app.state.queries.forget_profiles()
+    request.app.state.queries.forget_profile(job.supernet_id, answer.job.device)
     return answer
 
 

@@ -45,7 +45,7 @@ def upload_profile(
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     read = service.detail(profile, data.device)
     session.commit()  # then queries resolve the device to this version
-    request.app.state.queries.forget_profiles()
+    request.app.state.queries.forget_profile(profile.supernet_id, data.device)
     return read
 
 

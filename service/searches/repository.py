@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from service.devices.models import Device
 from service.profiles.models import Profile
 from service.searches.models import QUEUED, RUNNING, Search
 
@@ -67,3 +68,14 @@ def latest_profile(session: Session, supernet_id: str, device_id: int) -> Profil
         .order_by(Profile.version.desc())
         .limit(1)
     ).first()
+
+
+def latest_profile_id(session: Session, supernet_id: str, device_name: str) -> int | None:
+    """The id of the newest profile of a supernet on a device (by name), in one query."""
+    return session.scalar(
+        select(Profile.id)
+        .join(Device, Device.id == Profile.device_id)
+        .where(Profile.supernet_id == supernet_id, Device.name == device_name)
+        .order_by(Profile.version.desc())
+        .limit(1)
+    )

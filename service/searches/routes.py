@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Annotated, Any
 
@@ -19,6 +21,7 @@ from service.searches.models import DONE, FAILED
 from service.searches.schemas import SearchAnswer, SearchPending, SearchRead, SearchRequest
 from service.settings import Settings
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["searches"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse},
@@ -51,20 +54,48 @@ async def post_search(
     principal.require("engineer")
     state = request.app.state
     queries: QueryCache = state.queries
-    done = queries.search(body)
-    loaded = state.fronts.peek(done.front_sha256) if done is not None else None
-    if done is not None and loaded is not None:
+    hit = queries.search(body)
+    loaded = state.fronts.peek(hit.done.front_sha256) if hit is not None else None
+    if hit is not None and loaded is not None:
         # the hot path: everything in memory, answered on the event loop; the database sees
-        # only the first answer of each configuration
-        answer, metrics = service.compose(loaded, done, body)
+        # only the first answer of each configuration, and a check of the device's latest
+        # profile every MESS_QUERY_CACHE_SECONDS (in the background)
+        if hit.stale:
+            _check_later(request, body)
+        answer, metrics = service.compose(loaded, hit.done, body)
         if not queries.stored(answer.configuration_id):
-            await run_in_threadpool(_store, request, done.supernet_id, answer, metrics)
-            queries.put(body, done, answer.configuration_id)
+            await run_in_threadpool(_store, request, hit.done.supernet_id, answer, metrics)
+            queries.put_configuration(answer.configuration_id)
         return Response(answer.model_dump_json(), media_type="application/json")
     response, answered = await run_in_threadpool(_answer, request, body, principal)
     if answered is not None:
         queries.put(body, answered[1], answered[0].configuration_id)
     return response
+
+
+_checks: set[asyncio.Task[None]] = set()  # the event loop keeps only weak references
+
+
+def _check_later(request: Request, body: SearchRequest) -> None:
+    """Look up the device's latest profile off the request path and tell the cache."""
+    queries: QueryCache = request.app.state.queries
+
+    def latest() -> int | None:
+        with request.app.state.sessionmaker() as session:
+            return service.latest_profile_id(session, body.supernet_id, body.device)
+
+    async def check() -> None:
+        try:
+            profile_id = await run_in_threadpool(latest)
+        except Exception as exc:  # the database is away: keep answering, check again later
+            queries.check_failed(body)
+            log.warning("could not check the latest profile of %s: %s", body.device, exc)
+            return
+        queries.checked(body, profile_id)
+
+    task = asyncio.get_running_loop().create_task(check())
+    _checks.add(task)
+    task.add_done_callback(_checks.discard)
 
 
 def _store(

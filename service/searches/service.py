@@ -76,6 +76,11 @@ def request_search(session: Session, data: SearchRequest, principal: Principal) 
     return search
 
 
+def latest_profile_id(session: Session, supernet_id: str, device: str) -> int | None:
+    """The profile ``request_search`` would resolve now (None: none, or no such device)."""
+    return repository.latest_profile_id(session, supernet_id, device)
+
+
 @dataclass(frozen=True)
 class LoadedFront:
     """A stored front in memory, with the 2-D front every answer carries, serialized once."""

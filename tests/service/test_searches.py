@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -191,3 +192,67 @@ def test_a_repeated_query_runs_no_sql_and_a_new_profile_shows_at_once(
     assert statements  # resolved afresh
     assert newer["profile_id"] == r.json()["id"] != first.json()["profile_id"]
     assert newer["expected_cost"] == pytest.approx(2 * first.json()["expected_cost"])
+
+
+def test_a_profile_stored_by_another_process_shows_after_the_cache_seconds(
+    client: TestClient, settings: Any, setup: dict
+) -> None:
+    """Past ``MESS_QUERY_CACHE_SECONDS`` the cached resolution is still used while one
+    background query checks it; once the check sees a new profile, answers use it."""
+    from service.app import create_app
+    from service.searches.cache import QueryCache
+
+    now = [0.0]
+    state = client.app.state  # type: ignore[attr-defined]
+    state.queries = QueryCache(ttl=30.0, clock=lambda: now[0])
+    body = {"device": "dev", "objective": "max-accuracy", "budget_ms": 1e6}
+    first = _post(client, setup, **body).json()
+    costs = costs_table("ms", scale=4.0)
+    profile = {"supernet_id": setup["sid"], "device": "dev", "costs": costs}
+    with TestClient(create_app(settings)) as other:  # a second API process on the database
+        r = other.post("/v1/profiles", json=profile, headers=setup["agent"])
+        assert r.status_code == 201, r.text
+    assert _post(client, setup, **body).json() == first  # within the cache seconds
+    now[0] = 31.0
+    # stale: answered at once from memory; the check runs beside it and drops the resolution
+    assert _post(client, setup, **body).json() == first
+    deadline = time.monotonic() + 10
+    while state.queries.checking and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not state.queries.checking
+    newer = _post(client, setup, **body).json()
+    assert newer["profile_id"] == r.json()["id"] != first["profile_id"]
+    assert newer["expected_cost"] == pytest.approx(2 * first["expected_cost"])
+
+
+def test_the_query_cache_checks_a_stale_resolution_once() -> None:
+    from service.searches.cache import QueryCache
+    from service.searches.schemas import SearchRequest
+    from service.searches.service import DoneSearch, search_key
+
+    now = [0.0]
+    cache = QueryCache(ttl=2.0, clock=lambda: now[0])
+    body = SearchRequest.model_validate(
+        {"supernet_id": "a" * 64, "device": "dev", "objective": "max-accuracy", "budget_ms": 5}
+    )
+    key = search_key(body.supernet_id, 7, body.options())
+    done = DoneSearch(1, key, body.supernet_id, 7, "ms", "f" * 64, 0.1)
+    assert cache.search(body) is None
+    cache.put(body, done, "c" * 64)
+    hit = cache.search(body)
+    assert hit is not None and hit.done == done and not hit.stale
+    now[0] = 3.0
+    first, second = cache.search(body), cache.search(body)
+    assert first is not None and first.stale  # this caller checks
+    assert second is not None and not second.stale  # a check is under way
+    cache.check_failed(body)  # the database was away: the next query checks again
+    third = cache.search(body)
+    assert third is not None and third.stale
+    cache.checked(body, 7)  # unchanged: fresh for another ttl
+    now[0] = 4.0
+    fourth = cache.search(body)
+    assert fourth is not None and not fourth.stale
+    now[0] = 6.0
+    assert cache.search(body).stale  # type: ignore[union-attr]
+    cache.checked(body, 8)  # a newer profile: the database path answers next
+    assert cache.search(body) is None
