@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 # mypy covers the torch-free core, the service and the agent.
 TYPED := mess/__init__.py mess/space.py mess/policy.py mess/stats.py mess/costs.py \
-	mess/bundle.py mess/evaluate.py mess/client.py mess/onnx mess/search service profilers
+	mess/bundle.py mess/timings.py mess/evaluate.py mess/client.py mess/onnx mess/search service profilers
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -50,8 +50,8 @@ def main() -> None:
     from mess.onnx import PartsIndex, assemble_model
     from mess.search import compute_front
     from mess.stats import load_stats
+    from mess.timings import costs_from_timings
     from profilers.measure import measure_parts
-    from service.jobs.service import costs_from_timings
 
     console = Console(width=140)
     size = (args.size, args.size)

@@ -60,6 +60,7 @@ def evaluate_model(
     threads: int = 1,
     warmup: int = 3,
     progress: Callable[[int], None] | None = None,
+    providers: list[str] | None = None,
 ) -> Evaluation:
     """Run ``model`` on every ``(image float32 [3,H,W] in [0,1], mask int [H,W])``.
 
@@ -72,13 +73,14 @@ def evaluate_model(
         threads: onnxruntime intra-op threads.
         warmup: untimed runs on the first image.
         progress: called with 1 after each image.
+        providers: onnxruntime execution providers (default: the CPU).
     """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model, options, providers=providers or ["CPUExecutionProvider"])
     inter = np.zeros(num_classes, dtype=np.int64)
     pred_count = np.zeros(num_classes, dtype=np.int64)
     target_count = np.zeros(num_classes, dtype=np.int64)

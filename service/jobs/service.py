@@ -22,7 +22,9 @@ import numpy as np
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from mess.bundle import FINAL, Manifest, head_part, policy_part, segment_part, upsample_part
+from mess.bundle import Manifest
+from mess.costs import CostsError
+from mess.timings import costs_from_timings
 from service.auth.service import Principal
 from service.blobs import BlobStore
 from service.db import utcnow
@@ -182,38 +184,6 @@ def fail(session: Session, job_id: int, lease_id: str, error: str, principal: Pr
     return job
 
 
-def costs_from_timings(manifest: Manifest, timings: dict[str, list[float]]) -> dict[str, Any]:
-    """The ``mess-costs`` v1 table (ms, median) from raw per-part timings.
-
-    An early exit's head cost includes its upsampling to the input size (paid only when the
-    image leaves there; a small overestimate for exits passed by); its policy cost is the
-    position's policy part.
-    """
-    missing = sorted(set(manifest.parts) - set(timings))
-    if missing:
-        raise Unprocessable(f"no timings for part {missing[0]!r}")
-    bad = [n for n, v in timings.items() if not v or not all(np.isfinite(v)) or min(v) < 0]
-    if bad:
-        raise Unprocessable(f"timings of part {bad[0]!r} are empty, negative or not finite")
-
-    def med(name: str) -> float:
-        return float(statistics.median(timings[name]))
-
-    segments = {p: med(segment_part(p)) for p in [*(p.name for p in manifest.positions), FINAL]}
-    heads = {e.id: med(head_part(e.id)) + med(upsample_part(e.position)) for e in manifest.exits}
-    heads[FINAL] = med(head_part(FINAL))
-    policy = {e.id: med(policy_part(e.position)) for e in manifest.exits}
-    return {
-        "format": "mess-costs",
-        "version": 1,
-        "unit": "ms",
-        "statistic": "median",
-        "segments": segments,
-        "heads": heads,
-        "policy": policy,
-    }
-
-
 def predicted_path_ms(manifest: Manifest, costs: dict[str, Any], config: dict[str, Any]) -> float:
     """Latency the cost table predicts for an input-independent configuration."""
     order = [p.name for p in manifest.positions]
@@ -246,7 +216,10 @@ def submit_result(
         raise Conflict(f"job {job_id} is not leased under this lease (status {job.status})")
     supernet = get_supernet(session, job.supernet_id)
     manifest = Manifest.model_validate(supernet.manifest)
-    costs = costs_from_timings(manifest, data.timings)
+    try:
+        costs = costs_from_timings(manifest, data.timings)
+    except CostsError as exc:
+        raise Unprocessable(str(exc)) from None
     p90 = {name: float(np.percentile(v, 90)) for name, v in data.timings.items()}
     wholes = []
     for whole in data.wholes:

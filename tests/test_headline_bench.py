@@ -1,0 +1,141 @@
+"""``bench/headline.py``: the JSON line on the micro preset (real training, onnxruntime), its
+internal consistency, reuse by digest, and the GPU preset's refusal on a CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+SETTINGS = [
+    "original",
+    "min-cost@0.1pp",
+    "min-cost@0.1pp/static",
+    "min-cost@1pp",
+    "min-cost@1pp/static",
+    "max-accuracy@1x",
+    "max-accuracy@1x/static",
+]
+
+
+def _load() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "bench" / "headline.py"
+    spec = importlib.util.spec_from_file_location("bench_headline", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+headline = _load()
+
+
+def _last_json(out: str) -> dict:
+    lines = out.strip().splitlines()
+    assert len(lines) == 1, "--json: stdout holds the JSON line alone"
+    return json.loads(lines[-1])
+
+
+def test_micro_preset_prints_a_consistent_headline_and_reuses_its_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--preset", "micro", "--workdir", str(tmp_path), "--json", "--rounds", "1"]
+    assert headline.main(args) == 0
+    summary = _last_json(capsys.readouterr().out)
+
+    assert summary["preset"] == "micro"
+    assert isinstance(summary["device"], str) and "onnxruntime" in summary["device"]
+    base = summary["baseline"]
+    assert set(base) >= {"miou", "gflops", "latency_ms"}
+    assert 0.0 <= base["miou"] <= 1.0 and base["gflops"] > 0 and base["latency_ms"] > 0
+    rows = summary["rows"]
+    assert [r["setting"] for r in rows] == SETTINGS
+    for r in rows:
+        assert set(r) >= {"setting", "miou", "gflops", "latency_ms"}
+        assert 0.0 <= r["miou"] <= 1.0
+        assert r["speedup"] == pytest.approx(base["latency_ms"] / r["latency_ms"], rel=1e-12)
+        assert r["miou_change_pp"] == pytest.approx(100 * (r["miou"] - base["miou"]), abs=1e-9)
+        assert sum(r["exit_fractions"]) == pytest.approx(1.0)
+        assert 0.0 <= r["predicted"]["miou"] <= 1.0
+
+    by = {r["setting"]: r for r in rows}
+    original = by["original"]
+    assert original["configuration"] == {"exits": [], "terminal": "final"}
+    assert original["exit_fractions"] == [1.0]
+    assert (original["miou"], original["latency_ms"], original["gflops"]) == (
+        base["miou"],
+        base["latency_ms"],
+        base["gflops"],
+    )
+    ref = original["predicted"]
+    # the search's constraints hold on the calibration split
+    assert by["min-cost@0.1pp"]["predicted"]["miou"] >= ref["miou"] - 0.001 - 1e-12
+    assert by["min-cost@1pp"]["predicted"]["miou"] >= ref["miou"] - 0.01 - 1e-12
+    assert by["max-accuracy@1x"]["predicted"]["latency_ms"] <= ref["latency_ms"] + 1e-9
+    assert by["max-accuracy@1x"]["predicted"]["miou"] >= ref["miou"]
+    for name in SETTINGS[1:]:
+        if name.endswith("/static"):
+            assert by[name]["configuration"]["exits"] == []
+            dynamic = by[name.removesuffix("/static")]["predicted"]
+            # the dynamic space holds every static configuration
+            if name.startswith("min-cost"):
+                assert dynamic["latency_ms"] <= by[name]["predicted"]["latency_ms"] + 1e-9
+            else:
+                assert dynamic["miou"] >= by[name]["predicted"]["miou"]
+    for r in rows:  # a static path costs the same on every image: test = calibration
+        if not r["configuration"]["exits"]:
+            assert r["gflops"] == pytest.approx(r["predicted"]["gflops"], rel=1e-9)
+            assert r["sum_of_parts_ms"] == pytest.approx(r["predicted"]["latency_ms"], rel=1e-9)
+
+    assert json.loads((tmp_path / "headline.json").read_text()) == summary
+    assert (tmp_path / "headline-micro.png").stat().st_size > 10_000
+
+    # a second run reuses the trained supernet, stats, bundle and profile
+    assert headline.main(args) == 0
+    again = _last_json(capsys.readouterr().out)
+    assert again["stage_seconds"] == {}
+    assert again["profile"]["seconds"] == summary["profile"]["seconds"]
+    assert [r["miou"] for r in again["rows"]] == [r["miou"] for r in rows]
+
+
+def test_changed_inputs_invalidate_that_stage_and_the_ones_after(tmp_path: Path) -> None:
+    outputs = [name for name, _ in headline.BUILD_STAGES]
+    for name in outputs:
+        (tmp_path / name).write_text("x")
+    assert headline.prepare_workdir(tmp_path, headline.MICRO) == outputs  # no record yet
+    for name in outputs:
+        (tmp_path / name).write_text("x")
+    assert headline.prepare_workdir(tmp_path, headline.MICRO) == []
+    changed = dataclasses.replace(headline.MICRO, stage2_epochs=2)
+    removed = headline.prepare_workdir(tmp_path, changed)
+    assert removed == ["supernet.pt", "stats.npz", "supernet.mess"]
+    assert (tmp_path / "stage1.pt").exists() and not (tmp_path / "supernet.pt").exists()
+    # test-split and profiling settings do not touch the build
+    for name in removed:
+        (tmp_path / name).write_text("x")
+    other = dataclasses.replace(changed, test_images=7, tier="full", budget_fraction=0.9)
+    assert headline.prepare_workdir(tmp_path, other) == []
+
+
+def test_paper_preset_is_refused_without_a_gpu_unless_forced(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    message = headline.gpu_refusal("paper", force=False, cuda=False)
+    assert message is not None and "--force" in message
+    assert headline.gpu_refusal("paper", force=True, cuda=False) is None
+    assert headline.gpu_refusal("paper", force=False, cuda=True) is None
+    assert headline.gpu_refusal("small", force=False, cuda=False) is None
+    import torch
+
+    if not torch.cuda.is_available():  # on a GPU box main() would start the real run
+        assert headline.main(["--preset", "paper"]) == 2
+        assert "--force" in capsys.readouterr().err
