@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from mess.localhost import free_port
+from tests.postgres import fresh_database
 
 ADMIN = "e2e-admin-0123456789abcdef"
 BIN = Path(sys.executable).parent
@@ -141,37 +142,12 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "tiny.mess"
 
 
-POSTGRES_URL = os.environ.get(
-    "MESS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh, empty database on the PostgreSQL server for one test (the server under test
     migrates it at start-up); dropped afterwards. Skips when the server is unreachable."""
-    import uuid
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    server = make_url(POSTGRES_URL)
-    admin = create_engine(server, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL unreachable at {server.render_as_string()}: {exc}")
-    name = f"mess_e2e_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database("mess_e2e") as url:
+        yield url
 
 
 class TcpProxy:
