@@ -45,7 +45,8 @@ class Settings(BaseSettings):
         default=2.0,
         ge=0,
         le=300,
-        description="how long a process keeps a (supernet, device) -> latest profile answer",
+        description="after how long a process re-checks a (supernet, device) -> latest profile "
+        "answer (in the background, answering from it meanwhile)",
     )
 
     rate_limit_per_minute: int = Field(
