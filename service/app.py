@@ -137,7 +137,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get(
         "/healthz",
         tags=["health"],
-        responses={503: {"model": ErrorResponse, "description": "database unreachable"}},
+        responses={
+            200: {
+                "content": {"application/json": {"example": {"status": "ok", "version": "0.1.0"}}}
+            },
+            503: {"model": ErrorResponse, "description": "database unreachable"},
+        },
     )
     def healthz() -> JSONResponse:
         """Liveness and database check (no token needed)."""
@@ -156,7 +161,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tags=["health"],
         response_class=Response,
         dependencies=[Depends(get_principal)],
-        responses={200: {"content": {"text/plain": {}}}, 401: {"model": ErrorResponse}},
+        responses={
+            200: {
+                "content": {
+                    "text/plain": {
+                        "example": 'mess_http_requests_total{method="POST",route="/v1/search",'
+                        'status="200"} 1042.0\n'
+                    }
+                }
+            },
+            401: {"model": ErrorResponse},
+        },
     )
     def prometheus_metrics() -> Response:
         """Prometheus metrics (any valid token): request counts and latency per route."""

@@ -30,7 +30,21 @@ class TokenCreate(BaseModel):
 class TokenRead(BaseModel):
     """A token without its secret."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 3,
+                    "name": "lab-pixel-7",
+                    "role": "agent",
+                    "created_at": "2026-11-25T09:00:00Z",
+                    "expires_at": None,
+                    "revoked_at": None,
+                }
+            ]
+        },
+    )
 
     id: int
     name: str

@@ -33,7 +33,14 @@ def get_configuration(
 @router.get(
     "/{config_id}/model.onnx",
     response_class=StreamingResponse,
-    responses={**_ERRORS, 200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        **_ERRORS,
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            }
+        },
+    },
 )
 def download_model(
     config_id: ConfigId, session: SessionDep, blobs: BlobsDep, principal: CurrentPrincipal

@@ -69,7 +69,25 @@ class JobResult(LeaseRef):
     wholes: list[WholeTiming] = Field(default_factory=list, max_length=16)
 
 
+_JOB: dict[str, Any] = {
+    "id": 7,
+    "supernet_id": "3f1c" + "0" * 60,
+    "device": "pi-5",
+    "status": "leased",
+    "tier": "quick",
+    "attempts": 0,
+    "max_attempts": 3,
+    "lease_expires_at": "2026-11-25T09:01:00Z",
+    "error": None,
+    "profile_id": None,
+    "created_at": "2026-11-25T09:00:00Z",
+    "updated_at": "2026-11-25T09:00:00Z",
+}
+
+
 class JobRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_JOB]})
+
     id: int
     supernet_id: str
     device: str
@@ -98,14 +116,47 @@ class LeasedJob(BaseModel):
 
 
 class LeaseResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job": {
+                        "id": 7,
+                        "supernet_id": "3f1c" + "0" * 60,
+                        "device": "pi-5",
+                        "lease_id": _LEASE,
+                        "lease_seconds": 60,
+                        "lease_expires_at": "2026-11-25T09:01:00Z",
+                        "tier": "quick",
+                        "configurations": [{"exits": [], "terminal": "final"}],
+                    }
+                }
+            ]
+        }
+    )
+
     job: LeasedJob
 
 
 class JobList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_JOB]}]})
+
     items: list[JobRead]
 
 
 class ResultResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job": {**_JOB, "status": "done", "lease_expires_at": None, "profile_id": 12},
+                    "profile_id": 12,
+                    "version": 2,
+                }
+            ]
+        }
+    )
+
     job: JobRead
     profile_id: int
     version: int

@@ -72,7 +72,16 @@ def get_profile(profile_id: ProfileId, session: SessionDep, _who: CurrentPrincip
 @router.get(
     "/{profile_id}/raw",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/json": {}}}, 404: {"model": ErrorResponse}},
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {"segment/layer1.0": [0.41, 0.40, 0.42], "head/final": [1.9, 1.9]}
+                }
+            }
+        },
+        404: {"model": ErrorResponse},
+    },
 )
 def get_raw_timings(
     profile_id: ProfileId, session: SessionDep, blobs: BlobsDep, _who: CurrentPrincipal

@@ -55,6 +55,24 @@ class ProfileCreate(BaseModel):
 class ProfileSummary(BaseModel):
     """One line of the profile list."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 12,
+                    "supernet_id": _DIGEST,
+                    "device": "pi-5",
+                    "version": 2,
+                    "unit": "ms",
+                    "statistic": "median",
+                    "digest": "9b2e" + "0" * 60,
+                    "has_raw": True,
+                    "created_at": "2026-11-25T09:00:00Z",
+                }
+            ]
+        }
+    )
+
     id: int
     supernet_id: str
     device: str

@@ -88,6 +88,25 @@ class SearchPending(BaseModel):
 
 
 class SearchRead(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 5,
+                    "supernet_id": "3f1c" + "0" * 60,
+                    "profile_id": 12,
+                    "unit": "ms",
+                    "options": {"max_exits": 3, "truncation": True},
+                    "status": "done",
+                    "error": None,
+                    "reference_miou": 0.459,
+                    "configs_evaluated": 2601633,
+                    "seconds": 0.6,
+                }
+            ]
+        }
+    )
+
     id: int
     supernet_id: str
     profile_id: int | None

@@ -113,7 +113,10 @@ def get_supernet(
     "/{supernet_id}/bundle",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"application/zip": {}}, "description": "the bundle file"},
+        200: {
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "the bundle file",
+        },
         404: {"model": ErrorResponse},
     },
 )
@@ -135,7 +138,12 @@ def download_bundle(
     "/{supernet_id}/parts/{name:path}",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "the ONNX model"},
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+            "description": "the ONNX model",
+        },
         404: {"model": ErrorResponse},
     },
 )
