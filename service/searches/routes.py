@@ -55,13 +55,13 @@ async def post_search(
     state = request.app.state
     queries: QueryCache = state.queries
     hit = queries.search(body)
+    if hit is not None and hit.stale:  # this caller owns the check, whichever path answers
+        _check_later(request, body)
     loaded = state.fronts.peek(hit.done.front_sha256) if hit is not None else None
     if hit is not None and loaded is not None:
         # the hot path: everything in memory, answered on the event loop; the database sees
         # only the first answer of each configuration, and a check of the device's latest
         # profile every MESS_QUERY_CACHE_SECONDS (in the background)
-        if hit.stale:
-            _check_later(request, body)
         answer, metrics = service.compose(loaded, hit.done, body)
         if not queries.stored(answer.configuration_id):
             await run_in_threadpool(_store, request, hit.done.supernet_id, answer, metrics)

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from mess.costs import parse_costs
 from mess.search import NoFeasibleConfiguration, search
 from mess.stats import load_stats
+from service.searches.schemas import SearchRequest
 from tests.service.conftest import auth
 from tests.service.factories import costs_table
 
@@ -256,3 +257,28 @@ def test_the_query_cache_checks_a_stale_resolution_once() -> None:
     assert cache.search(body).stale  # type: ignore[union-attr]
     cache.checked(body, 8)  # a newer profile: the database path answers next
     assert cache.search(body) is None
+
+
+def test_a_stale_query_whose_front_left_memory_still_checks(
+    client: TestClient, setup: dict
+) -> None:
+    """The caller that sees a stale resolution checks it even when the front is no longer in
+    memory and the answer takes the database path (else the key stayed "being checked")."""
+    from service.searches.cache import QueryCache
+    from service.searches.service import FrontCache
+
+    now = [0.0]
+    state = client.app.state  # type: ignore[attr-defined]
+    state.queries = QueryCache(ttl=30.0, clock=lambda: now[0])
+    body = {"device": "dev", "objective": "max-accuracy", "budget_ms": 1e6}
+    assert _post(client, setup, **body).status_code == 200
+    now[0] = 31.0
+    state.fronts = FrontCache()  # evicted
+    assert _post(client, setup, **body).status_code == 200
+    deadline = time.monotonic() + 10
+    while state.queries.checking and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not state.queries.checking
+    now[0] = 62.0
+    hit = state.queries.search(SearchRequest.model_validate({"supernet_id": setup["sid"], **body}))
+    assert hit is not None and hit.stale  # due again, and not stuck
