@@ -311,6 +311,10 @@ def main() -> None:
         try:
             h = {"Authorization": f"Bearer {ADMIN}"}
             for _ in range(300):
+                if server.poll() is not None:
+                    log.flush()
+                    tail = (tmp / "server.log").read_text(errors="replace")[-2000:]
+                    raise SystemExit(f"the server exited with {server.returncode}:\n{tail}")
                 try:
                     if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                         break

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,24 +27,20 @@ class TokenCreate(BaseModel):
     )
 
 
+_TOKEN: dict[str, Any] = {
+    "id": 3,
+    "name": "lab-pixel-7",
+    "role": "agent",
+    "created_at": "2026-11-25T09:00:00Z",
+    "expires_at": None,
+    "revoked_at": None,
+}
+
+
 class TokenRead(BaseModel):
     """A token without its secret."""
 
-    model_config = ConfigDict(
-        from_attributes=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 3,
-                    "name": "lab-pixel-7",
-                    "role": "agent",
-                    "created_at": "2026-11-25T09:00:00Z",
-                    "expires_at": None,
-                    "revoked_at": None,
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_TOKEN]})
 
     id: int
     name: str
@@ -59,19 +55,7 @@ class TokenCreated(TokenRead):
 
     model_config = ConfigDict(
         from_attributes=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 3,
-                    "name": "lab-pixel-7",
-                    "role": "agent",
-                    "created_at": "2026-01-01T00:00:00Z",
-                    "expires_at": None,
-                    "revoked_at": None,
-                    "token": "mess_3q2-8VhC0y...",
-                }
-            ]
-        },
+        json_schema_extra={"examples": [{**_TOKEN, "token": "mess_3q2-8VhC0y..."}]},
     )
 
     token: str

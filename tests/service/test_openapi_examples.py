@@ -85,6 +85,11 @@ def _models() -> list[type[BaseModel]]:
     ]
 
 
+def test_the_example_check_sees_the_models() -> None:
+    names = {m.__name__ for m in _models()}
+    assert {"DeviceRead", "JobRead", "SearchRequest", "TokenCreated"} <= names
+
+
 @pytest.mark.parametrize("model", _models(), ids=lambda m: m.__name__)
 def test_every_model_example_validates(model: type[BaseModel]) -> None:
     extra = model.model_config["json_schema_extra"]
