@@ -3,14 +3,19 @@
 The model (DESIGN.md section 10) takes ``image`` float32 ``[1, 3, H, W]`` RGB in [0, 1] and
 returns ``logits`` float32 ``[1, C, H, W]`` and ``exit`` (int64 scalar, 0..k). Early exits are
 nested ``If`` nodes: the layers after a taken exit sit in the ``else`` branch and do not run.
-All weights live in the main graph as initializers; branches read them from the outer scope.
+
+Each part's weights are initializers of the graph its nodes land in (the main graph or one
+branch), not of the main graph for all: onnxruntime's CPU provider gives a branch's convolutions
+its blocked NCHWc kernels only when their weights are the branch's own, and without them the
+layers behind an exit ran about 25 % slower than the same layers timed as parts
+(``bench/RESULTS.md``, "Tailored models").
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -52,11 +57,18 @@ class PartsIndex:
             raise AssemblyError(f"manifest lacks what assembly needs: {exc}") from None
 
 
+@dataclass
+class _Body:
+    """The nodes of one graph (main or a branch) and the weights only they read."""
+
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    initializers: list[onnx.TensorProto] = field(default_factory=list)
+
+
 class _Builder:
     def __init__(self, parts: Mapping[str, onnx.ModelProto], index: PartsIndex) -> None:
         self.parts = parts
         self.index = index
-        self.initializers: list[onnx.TensorProto] = []
         self.counter = 0
         self.opsets: dict[str, int] = {}
         h, w = index.input_size
@@ -68,8 +80,8 @@ class _Builder:
         except KeyError:
             raise AssemblyError(f"part {name!r} is missing from the bundle") from None
 
-    def inline(self, nodes: list[onnx.NodeProto], name: str, inputs: Sequence[str]) -> list[str]:
-        """Append the part's nodes (renamed) to ``nodes``; return its output value names."""
+    def inline(self, body: _Body, name: str, inputs: Sequence[str]) -> list[str]:
+        """Append the part's nodes (renamed) and weights to ``body``; return its output names."""
         self.counter += 1
         prefix = f"s{self.counter}_"
         part = self.part(name)
@@ -82,27 +94,27 @@ class _Builder:
         if len(graph_inputs) != len(inputs):
             raise AssemblyError(f"part {name!r} takes {len(graph_inputs)} inputs")
         rename = dict(zip(graph_inputs, inputs, strict=True))
-        self.initializers.extend(graph.initializer)
+        body.initializers.extend(graph.initializer)
         for node in graph.node:
             for i, value in enumerate(node.input):
                 if value in rename:
                     node.input[i] = rename[value]
-            nodes.append(node)
+            body.nodes.append(node)
         return [rename.get(o.name, o.name) for o in graph.output]
 
-    def const(self, nodes: list[onnx.NodeProto], value: np.ndarray, hint: str) -> str:
+    def const(self, body: _Body, value: np.ndarray, hint: str) -> str:
         self.counter += 1
         name = f"c{self.counter}_{hint}"
-        nodes.append(
+        body.nodes.append(
             helper.make_node(
                 "Constant", [], [name], value=numpy_helper.from_array(value, name), name=name
             )
         )
         return name
 
-    def identity(self, nodes: list[onnx.NodeProto], value: str, out: str) -> None:
+    def identity(self, body: _Body, value: str, out: str) -> None:
         self.counter += 1
-        nodes.append(helper.make_node("Identity", [value], [out], name=f"id{self.counter}"))
+        body.nodes.append(helper.make_node("Identity", [value], [out], name=f"id{self.counter}"))
 
 
 @dataclass
@@ -156,84 +168,83 @@ def assemble_model(
         raise AssemblyError("a truncated terminal exit must be deeper than the last early exit")
 
     b = _Builder(parts, index)
-    main_nodes: list[onnx.NodeProto] = []
+    main = _Body()
     state = _Cursor("image", -1)
     low_value: dict[str, str] = {}
     low_depth = order[index.low_position] if index.low_position else None
 
-    def advance(nodes: list[onnx.NodeProto], to: int) -> str:
+    def advance(body: _Body, to: int) -> str:
         while state.depth < to:
             state.depth += 1
             name = index.positions[state.depth]
-            (out,) = b.inline(nodes, segment_part(name), [state.value])
+            (out,) = b.inline(body, segment_part(name), [state.value])
             state.value = out
             if state.depth == low_depth:
                 low_value["v"] = out
         return state.value
 
-    def terminal_nodes(nodes: list[onnx.NodeProto], k: int) -> tuple[str, str]:
+    def terminal_nodes(body: _Body, k: int) -> tuple[str, str]:
         if terminal == FINAL:
-            last = advance(nodes, len(index.positions) - 1)
-            (x,) = b.inline(nodes, segment_part(FINAL), [last])
+            last = advance(body, len(index.positions) - 1)
+            (x,) = b.inline(body, segment_part(FINAL), [last])
             inputs = [x, low_value["v"]] if index.low_position else [x]
-            (logits,) = b.inline(nodes, head_part(FINAL), inputs)
+            (logits,) = b.inline(body, head_part(FINAL), inputs)
         else:
-            feat = advance(nodes, position(terminal))
-            (small,) = b.inline(nodes, head_part(terminal), [feat])
+            feat = advance(body, position(terminal))
+            (small,) = b.inline(body, head_part(terminal), [feat])
             pos = index.exit_positions[terminal]
-            (logits,) = b.inline(nodes, upsample_part(pos), [small])
-        exit_value = b.const(nodes, np.array(k, dtype=np.int64), "exit")
+            (logits,) = b.inline(body, upsample_part(pos), [small])
+        exit_value = b.const(body, np.array(k, dtype=np.int64), "exit")
         return logits, exit_value
 
-    def branch_graph(
-        nodes: list[onnx.NodeProto], outputs: tuple[str, str], name: str
-    ) -> onnx.GraphProto:
+    def branch_graph(body: _Body, outputs: tuple[str, str], name: str) -> onnx.GraphProto:
         logits_out, exit_out = f"{name}_logits", f"{name}_exit"
-        b.identity(nodes, outputs[0], logits_out)
-        b.identity(nodes, outputs[1], exit_out)
+        b.identity(body, outputs[0], logits_out)
+        b.identity(body, outputs[1], exit_out)
         return helper.make_graph(
-            nodes,
+            body.nodes,
             name,
             [],
             [
                 helper.make_tensor_value_info(logits_out, TensorProto.FLOAT, b.logits_type),
                 helper.make_tensor_value_info(exit_out, TensorProto.INT64, []),
             ],
+            initializer=body.initializers,
         )
 
-    def stage(nodes: list[onnx.NodeProto], k: int) -> tuple[str, str]:
+    def stage(body: _Body, k: int) -> tuple[str, str]:
         """Nodes from early exit ``k`` on; returns (logits, exit) value names."""
         if k == len(exits):
-            return terminal_nodes(nodes, k)
+            return terminal_nodes(body, k)
         rule = exits[k]
         eid = str(rule["id"])
-        feat = advance(nodes, position(eid))
-        (small,) = b.inline(nodes, head_part(eid), [feat])
+        feat = advance(body, position(eid))
+        (small,) = b.inline(body, head_part(eid), [feat])
         pos = index.exit_positions[eid]
-        (scores,) = b.inline(nodes, policy_part(pos), [small])
+        (scores,) = b.inline(body, policy_part(pos), [small])
         tp = _threshold_index(index.pixel_thresholds, float(rule["pixel_threshold"]))
-        flat = b.const(nodes, np.array([-1], dtype=np.int64), "flat")
+        flat = b.const(body, np.array([-1], dtype=np.int64), "flat")
         b.counter += 1
         score_vec = f"score{b.counter}"
-        nodes.append(helper.make_node("Reshape", [scores, flat], [score_vec]))
-        idx = b.const(nodes, np.array(tp, dtype=np.int64), "tp")
+        body.nodes.append(helper.make_node("Reshape", [scores, flat], [score_vec]))
+        idx = b.const(body, np.array(tp, dtype=np.int64), "tp")
         score = f"score{b.counter}_tp"
-        nodes.append(helper.make_node("Gather", [score_vec, idx], [score], axis=0))
-        ti = b.const(nodes, np.array(float(rule["image_threshold"]), dtype=np.float32), "ti")
+        body.nodes.append(helper.make_node("Gather", [score_vec, idx], [score], axis=0))
+        ti = b.const(body, np.array(float(rule["image_threshold"]), dtype=np.float32), "ti")
         cond = f"leave{k}"
-        nodes.append(helper.make_node("GreaterOrEqual", [score, ti], [cond]))
+        body.nodes.append(helper.make_node("GreaterOrEqual", [score, ti], [cond]))
 
-        then_nodes: list[onnx.NodeProto] = []
-        (up,) = b.inline(then_nodes, upsample_part(pos), [small])
-        then_exit = b.const(then_nodes, np.array(k, dtype=np.int64), "exit")
-        then_graph = branch_graph(then_nodes, (up, then_exit), f"exit{k}_then")
+        then_body = _Body()
+        (up,) = b.inline(then_body, upsample_part(pos), [small])
+        then_exit = b.const(then_body, np.array(k, dtype=np.int64), "exit")
+        then_graph = branch_graph(then_body, (up, then_exit), f"exit{k}_then")
 
-        else_nodes: list[onnx.NodeProto] = []
-        rest = stage(else_nodes, k + 1)
-        else_graph = branch_graph(else_nodes, rest, f"exit{k}_else")
+        else_body = _Body()
+        rest = stage(else_body, k + 1)
+        else_graph = branch_graph(else_body, rest, f"exit{k}_else")
 
         logits, exit_value = f"if{k}_logits", f"if{k}_exit"
-        nodes.append(
+        body.nodes.append(
             helper.make_node(
                 "If",
                 [cond],
@@ -245,19 +256,19 @@ def assemble_model(
         )
         return logits, exit_value
 
-    logits, exit_value = stage(main_nodes, 0)
-    b.identity(main_nodes, logits, "logits")
-    b.identity(main_nodes, exit_value, "exit")
+    logits, exit_value = stage(main, 0)
+    b.identity(main, logits, "logits")
+    b.identity(main, exit_value, "exit")
     h, w = index.input_size
     graph = helper.make_graph(
-        main_nodes,
+        main.nodes,
         "mess_tailored",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, h, w])],
         [
             helper.make_tensor_value_info("logits", TensorProto.FLOAT, b.logits_type),
             helper.make_tensor_value_info("exit", TensorProto.INT64, []),
         ],
-        initializer=b.initializers,
+        initializer=main.initializers,
     )
     model = helper.make_model(
         graph,

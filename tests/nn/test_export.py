@@ -173,3 +173,56 @@ def test_invalid_configurations_are_refused(resnet):
             index,
             {"exits": [{"id": ids[0], "pixel_threshold": 0.42, "image_threshold": 0.5}]},
         )
+
+
+def _graphs(graph, depth=0):
+    """``graph`` and every branch under it, with their nesting depth."""
+    yield graph, depth
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(attr.g, depth + 1)
+
+
+def test_each_graph_holds_the_weights_its_own_nodes_read(resnet):
+    sn, parts, index = resnet
+    config = _configs(sn.early_exit_ids)[4]  # three exits: If nested three deep
+    model = assemble_model(parts, index, config)
+    owners = {}
+    for graph, _ in _graphs(model.graph):
+        for init in graph.initializer:
+            assert init.name not in owners, f"{init.name} is held twice"
+            owners[init.name] = graph.name
+    read_by = {}
+    for graph, _ in _graphs(model.graph):
+        for node in graph.node:
+            for value in node.input:
+                if value in owners:
+                    read_by.setdefault(value, set()).add(graph.name)
+    assert read_by, "the model reads no weights"
+    assert all(graphs == {owners[name]} for name, graphs in read_by.items())
+    # the main graph and each else branch run layers (then branches only upsample)
+    assert {owners[name] for name in read_by} == {
+        "mess_tailored",
+        "exit0_else",
+        "exit1_else",
+        "exit2_else",
+    }
+
+
+def test_branch_convolutions_get_the_main_graphs_kernels(resnet, tmp_path):
+    """onnxruntime's CPU layout optimisation (NCHWc) reaches the layers behind an exit."""
+    sn, parts, index = resnet
+    model = assemble_model(parts, index, _configs(sn.early_exit_ids)[4])
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(str(tmp_path / "optimized.onnx"))
+    kinds: dict[int, set[str]] = {}
+    for graph, depth in _graphs(optimized.graph):
+        for node in graph.node:
+            if node.op_type in ("Conv", "FusedConv"):
+                kinds.setdefault(min(depth, 1), set()).add(node.domain or "ai.onnx")
+    if "com.microsoft.nchwc" not in kinds[0]:
+        pytest.skip("this CPU's onnxruntime has no NCHWc kernels")
+    assert kinds[1] == {"com.microsoft.nchwc"}
