@@ -91,6 +91,9 @@ def test_micro_preset_prints_a_consistent_headline_and_reuses_its_build(
                 assert dynamic["latency_ms"] <= by[name]["predicted"]["latency_ms"] + 1e-9
             else:
                 assert dynamic["miou"] >= by[name]["predicted"]["miou"]
+    top = summary["ceiling"]  # no setting predicts more than the space's best configuration
+    assert max(r["predicted"]["miou"] for r in rows) <= top["miou"] + 1e-12
+    assert top["gain_pp"] == pytest.approx(100 * (top["miou"] - ref["miou"]), abs=1e-9)
     for r in rows:  # a static path costs the same on every image: test = calibration
         if not r["configuration"]["exits"]:
             assert r["gflops"] == pytest.approx(r["predicted"]["gflops"], rel=1e-9)
