@@ -6,7 +6,10 @@ bundle -> every part timed with the agent's protocol (``profilers.measure``) -> 
 (median per part, as the service computes it) -> exact Pareto front -> a few configurations
 along it assembled and run on the test split (batch 1, one thread), each image deciding its
 own exit. Prints predicted expected latency (calibration split) vs measured mean latency (test
-split) and the speed-up over the original network measured in the same run.
+split) and the speed-up over the original network measured in the same run. The parts are
+timed twice, warm (the agent's default: each part over and over) and cold (``mess-agent
+--cold-cache``: the CPU caches flushed before each run); the front comes from the warm table,
+and both predictions are shown.
 
     python bench/latency.py [--supernet trained.pt] [--size 64] [--images 100] [--json]
 """
@@ -48,7 +51,7 @@ def main() -> None:
     from mess.nn import build_model, load_supernet, to_supernet
     from mess.nn.export import export_bundle
     from mess.onnx import PartsIndex, assemble_model
-    from mess.search import compute_front
+    from mess.search import Configuration, compute_front, evaluate
     from mess.stats import load_stats
     from mess.timings import costs_from_timings
     from profilers.measure import measure_parts
@@ -73,11 +76,15 @@ def main() -> None:
         with zipfile.ZipFile(bundle) as zf:
             blobs = {n: zf.read(ref["path"]) for n, ref in manifest["parts"].items()}
         protos = {n: onnx.load_from_string(b) for n, b in blobs.items()}
-        console.print(f"timing {len(blobs)} parts ({args.tier} tier, 1 thread)...")
-        timings = measure_parts(blobs, tier=args.tier)
-        costs = costs_from_timings(
-            Manifest.model_validate(manifest), {n: t.samples_ms for n, t in timings.items()}
-        )
+        console.print(f"timing {len(blobs)} parts cold and warm ({args.tier} tier, 1 thread)...")
+        tables = {}
+        for mode in ("cold", "warm"):
+            timings = measure_parts(blobs, tier=args.tier, cold=mode == "cold")
+            tables[mode] = costs_from_timings(
+                Manifest.model_validate(manifest), {n: t.samples_ms for n, t in timings.items()}
+            )
+        costs = tables["warm"]
+        cold = parse_costs(tables["cold"])
         front = compute_front(stats, parse_costs(costs), max_exits=2)
         points = front.front_2d()
         chosen = {0, len(points) // 3, 2 * len(points) // 3, len(points) - 1}
@@ -107,9 +114,13 @@ def main() -> None:
                     "exits": len(config["exits"]),
                     "terminal": config["terminal"],
                     "predicted_ms": predicted,
+                    "predicted_cold_ms": (
+                        cold_ms := evaluate(stats, cold, Configuration.from_json(config))
+                    ).expected_cost,
                     "measured_mean_ms": measured,
                     "measured_p90_ms": float(np.percentile(result.latency_ms, 90)),
                     "prediction_error": measured / predicted - 1,
+                    "prediction_error_cold": measured / cold_ms.expected_cost - 1,
                     "exit_fractions": result.exit_fractions,
                 }
             )
@@ -122,10 +133,12 @@ def main() -> None:
         "configuration",
         "early exits",
         "terminal",
-        "predicted ms (calib.)",
+        "predicted ms, warm parts",
+        "predicted ms, cold parts",
         "measured mean ms (test)",
         "p90 ms",
-        "error",
+        "error, warm",
+        "error, cold",
         "speed-up",
     ):
         table.add_column(col)
@@ -136,9 +149,11 @@ def main() -> None:
             str(r["exits"]),
             r["terminal"],
             f"{r['predicted_ms']:.3f}",
+            f"{r['predicted_cold_ms']:.3f}",
             f"{r['measured_mean_ms']:.3f}",
             f"{r['measured_p90_ms']:.3f}",
             f"{100 * r['prediction_error']:+.1f}%",
+            f"{100 * r['prediction_error_cold']:+.1f}%",
             f"{r['speedup']:.2f}x",
         )
     console.print(table)

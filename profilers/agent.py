@@ -82,6 +82,7 @@ class AgentConfig:
     backoff: float = 0.5
     poll_seconds: float = 5.0
     wholes: int = 3  # tailored models measured whole per job
+    cold_cache: bool = False  # flush the CPU caches before each timed run of a part
 
 
 def make_client(config: AgentConfig, transport: httpx.BaseTransport | None = None) -> httpx.Client:
@@ -203,6 +204,7 @@ class Agent:
                 tier=self.config.tier,
                 seed=job_id,
                 progress=check,
+                cold=self.config.cold_cache,
             )
             wholes = self._measure_wholes(manifest, parts, job.get("configurations") or [])
             payload = {
@@ -212,6 +214,7 @@ class Agent:
                     self.config.threads,
                     self.config.providers,
                     self.config.tier,
+                    cold=self.config.cold_cache,
                 ),
                 "wholes": wholes,
             }

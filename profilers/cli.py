@@ -41,6 +41,13 @@ def agent_command(
         str, typer.Option(help="quick (64 runs, 1 s) or full (256 runs, 3 s).")
     ] = "quick",
     cache_dir: Annotated[Path | None, typer.Option(help="Part cache (by sha256).")] = None,
+    cold_cache: Annotated[
+        bool,
+        typer.Option(
+            help="Flush the CPU caches before each timed run of a part: pessimistic costs "
+            "where the default (warm) is optimistic, for models whose weights outgrow the cache."
+        ),
+    ] = False,
     poll_seconds: Annotated[
         float, typer.Option(min=0.1, help="Wait between polls of an empty queue.")
     ] = 5.0,
@@ -73,6 +80,7 @@ def agent_command(
         tier=tier,
         cache_dir=cache_dir,
         poll_seconds=poll_seconds,
+        cold_cache=cold_cache,
     )
     with make_client(config) as client:
         agent = Agent(config, client)

@@ -104,6 +104,19 @@ def test_once_measures_every_part_and_uploads_raw_timings(tmp_path):
         assert set(result["timings"]) == set(server.parts)
         assert all(len(v) >= TIERS["quick"]["min_runs"] for v in result["timings"].values())
         assert result["context"]["intra_op_threads"] == 1
+        assert "cache" not in result["context"]  # warm, the default
+
+
+def test_a_cold_cache_agent_flushes_and_records_it(tmp_path, monkeypatch):
+    from profilers import measure
+
+    flushes = []
+    monkeypatch.setattr(measure.CacheFlusher, "__call__", lambda self, feeds: flushes.append(1))
+    server = FakeServer(jobs=1)
+    assert _agent(server, tmp_path, cold_cache=True).run(once=True) == 1
+    (result,) = server.results.values()
+    assert result["context"]["cache"] == "cold"
+    assert len(flushes) >= sum(len(v) for v in result["timings"].values())
 
 
 def test_parts_are_cached_by_sha256(tmp_path):
