@@ -49,6 +49,18 @@ def _random_configuration(space: SearchSpace, rng: random.Random) -> Configurati
     return Configuration(rules, "final")
 
 
+def _gpu(device: str) -> dict | None:
+    """The GPU's name and the engine's peak GPU memory (None on the CPU)."""
+    if device != "cuda":
+        return None
+    import torch
+
+    return {
+        "name": torch.cuda.get_device_name(),
+        "peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--positions", type=int, default=16)
@@ -60,6 +72,7 @@ def main() -> None:
     ap.add_argument("--truncation", action="store_true", help="also early-exit terminals")
     ap.add_argument("--threads", type=int, default=None, help="engine threads (default: cores)")
     ap.add_argument("--backend", default="auto", help="auto, numba, numpy or torch")
+    ap.add_argument("--device", default="auto", help="auto (CUDA when torch sees a GPU), cpu, cuda")
     ap.add_argument("--naive-seconds", type=float, default=5.0, help="time for the naive sample")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
@@ -102,14 +115,14 @@ def main() -> None:
             print(f"  {d / t:6.1%} of {t:,} configurations", file=sys.stderr, flush=True)
             last[0] = now
 
-    _, backend = resolve("cpu", args.backend)
+    device, backend = resolve(args.device, args.backend)
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     front = compute_front(
         stats,
         costs,
-        backend=args.backend,
-        device="cpu",
+        backend=backend,
+        device=device,
         progress=progress,
         threads=args.threads,
         **options,
@@ -130,6 +143,7 @@ def main() -> None:
         "truncation": args.truncation,
         "configurations": total,
         "backend": backend,
+        "device": device,
         "threads": args.threads or len(os.sched_getaffinity(0)),
         "engine_seconds": round(seconds, 2),
         "engine_configs_per_s": engine_rate,
@@ -142,6 +156,7 @@ def main() -> None:
         "front_2d_points": len(front.front_2d()),
         "naive_estimate_s": total / naive_rate,
         "peak_rss_mib": round(peak_mib, 1),
+        "gpu": _gpu(device),
         "cpu": platform.processor() or platform.machine(),
         "load_average": os.getloadavg(),
     }
@@ -158,7 +173,7 @@ def main() -> None:
         ("configurations", f"{total:,}"),
         (
             "engine",
-            f"{engine_rate:,.0f} configs/s ({backend}, {out['threads']} threads), "
+            f"{engine_rate:,.0f} configs/s ({backend} on {device}, {out['threads']} threads), "
             f"{seconds:,.1f} s total",
         ),
         (
