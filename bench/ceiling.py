@@ -1,0 +1,241 @@
+"""How far can an exit head beat the final exit on a trained backbone? (issue #10)
+
+The headline's same-cost goal (+5.33 pp mIoU at the original network's cost) needs exits more
+accurate than ``final``; the exact search only combines the exits the supernet has, so its
+ceiling (``bench/headline.py`` prints it) is the supernet's. This asks the supernet question
+directly. On the headline's stage-1 backbone (``stage1.pt`` of its work folder, frozen, as in
+stage 2) it trains the chosen heads at the chosen positions, by default the heaviest head of
+the full space (``crm0-b4-rdi1-dlv3``: no channel reduction, four blocks with rapid dilation
+increase, ASPP) and the headline's heavy head at the two deepest positions, for 3x the
+headline's stage-2 epochs, once with MESS's positive filtering distillation and once with
+labels only (distillation pulls a head towards ``final``'s answers). It reports each head's
+test-split mIoU against ``final``'s, next to the same heads of the headline's supernet.
+
+Prints a table, then one JSON line::
+
+    {"preset", "workdir", "final_miou", "rows": [{"exit", "variant", "epochs", "miou",
+     "gain_pp", "val": [per-epoch validation mIoU]}, ...], "best_gain_pp", "seconds"}
+
+mIoU in [0, 1]; ``gain_pp`` = 100 x (exit - final), both on the test split.
+
+    python bench/headline.py --preset small           # builds bench/out/headline-small
+    python bench/ceiling.py --preset small --json     # about 30 min on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from mess.demo import Preset  # noqa: E402
+
+HEAVIEST = "crm0-b4-rdi1-dlv3"  # the most expensive head of the full space on wide features
+VARIANTS = {"distill": 1.0, "labels": 0.0}  # stage-2 distillation weight
+
+
+def default_heads(space: str) -> list[str]:
+    """:data:`HEAVIEST` and the heaviest head of ``space`` (most blocks, no CRM, ASPP)."""
+    from mess.space import resolve_space
+
+    own = max(resolve_space(space), key=lambda h: (h.blocks, not h.crm, h.head == "dlv3", h.rdi))
+    return list(dict.fromkeys([HEAVIEST, own.id]))
+
+
+def probe_supernet(stage1: Path, heads: list[str]) -> Any:
+    """The stage-1 supernet with ``heads`` as its head space: backbone and ``final`` from the
+    file, the heads freshly initialised (seeded)."""
+    import torch
+
+    from mess.nn import load_supernet
+    from mess.nn.supernet import build_supernet
+
+    trained = load_supernet(stage1)
+    torch.manual_seed(0)
+    probe = build_supernet({**trained.manifest(), "space": heads})
+    shared = {k: v for k, v in trained.state_dict().items() if not k.startswith("exits.")}
+    missing, unexpected = probe.load_state_dict(shared, strict=False)
+    if unexpected or any(not k.startswith("exits.") for k in missing):
+        raise RuntimeError(f"{stage1}: backbone does not match ({unexpected or missing})")
+    return probe
+
+
+def run_ceiling(
+    preset: Preset,
+    workdir: Path,
+    *,
+    heads: list[str],
+    positions: list[str] | None,
+    epochs: int,
+    variants: list[str],
+    console: Console,
+    progress: bool = True,
+) -> dict[str, Any]:
+    from mess.data import build_dataset
+    from mess.nn import load_supernet
+    from mess.nn.train import TrainConfig, evaluate, train_stage2
+    from mess.space import FINAL
+
+    start = time.perf_counter()
+    stage1, trained = workdir / "stage1.pt", workdir / "supernet.pt"
+    for path in (stage1, trained):
+        if not path.is_file():
+            raise SystemExit(f"error: {path} missing: run bench/headline.py first")
+    data = f"synth:{preset.num_classes}"
+    train = build_dataset(
+        data, "train", size=preset.size, train=True, length=preset.train_images, seed=0
+    )
+    val = build_dataset(data, "calibration", size=preset.size, length=64)
+    test = build_dataset(data, "test", size=preset.size, length=preset.test_images)
+
+    headline = load_supernet(trained)
+    names = positions or [p.name for p in headline.positions[-2:]]
+    unknown = sorted(set(names) - {p.name for p in headline.positions})
+    if unknown:
+        raise SystemExit(f"error: unknown position(s) {', '.join(unknown)}")
+
+    def exits_of(space: list[str]) -> list[str]:
+        return [f"{p}/{h}" for p in names for h in heads if h in space]
+
+    rows: list[dict[str, Any]] = []
+    # The headline supernet's own heads (trained with all of its space) as the reference.
+    space = [h.id for h in headline.heads]
+    ref = exits_of(space)
+    scores = evaluate(headline, test, [*ref, FINAL], batch_size=16)
+    final_miou = scores[FINAL]
+    for eid in ref:
+        rows.append(
+            {
+                "exit": eid,
+                "variant": "headline",
+                "epochs": preset.stage2_epochs,
+                "miou": scores[eid],
+                "val": [],
+            }
+        )
+    del headline
+    for variant in variants:
+        console.rule(f"[bold]{variant}: {', '.join(heads)} at {', '.join(names)}, {epochs} ep.")
+        probe = probe_supernet(stage1, heads)
+        exits = exits_of(heads)
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=preset.batch_size,
+            lr=preset.lr,
+            seed=0,
+            progress=progress,
+        )
+        records = train_stage2(
+            probe,
+            train,
+            config=config,
+            val_set=val,
+            exits=exits,
+            distill_weight=VARIANTS[variant],
+            heads_per_step=preset.heads_per_step,
+        )
+        scores = evaluate(probe, test, [*exits, FINAL], batch_size=16)
+        if abs(scores[FINAL] - final_miou) > 1e-9:
+            raise RuntimeError("the frozen final exit changed during the probe")
+        for eid in exits:
+            curve = [r.val[eid] for r in records]
+            rows.append(
+                {
+                    "exit": eid,
+                    "variant": variant,
+                    "epochs": epochs,
+                    "miou": scores[eid],
+                    "val": curve,
+                }
+            )
+    for row in rows:
+        row["gain_pp"] = 100 * (row["miou"] - final_miou)
+    return {
+        "workdir": str(workdir),
+        "final_miou": final_miou,
+        "rows": rows,
+        "best_gain_pp": max(r["gain_pp"] for r in rows),
+        "test_images": len(test),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _first_best_last(curve: list[float]) -> list[float]:
+    return [curve[0], max(curve), curve[-1]] if curve else []
+
+
+def print_table(summary: dict[str, Any], console: Console) -> None:
+    table = Table(
+        title=f"exit heads vs final on the test split ({summary['test_images']} images): "
+        f"final {100 * summary['final_miou']:.2f} %",
+        caption="headline: the head as trained in the headline's supernet; distill / labels: "
+        "trained again alone on the same frozen backbone; val: calibration-split mIoU (64 images) "
+        "after the first epoch / at its best epoch / after the last",
+    )
+    for col in ("exit", "trained", "epochs", "test mIoU %", "vs final pp", "val % first/best/last"):
+        table.add_column(col, justify="left" if col in ("exit", "trained") else "right")
+    for r in summary["rows"]:
+        table.add_row(
+            r["exit"],
+            r["variant"],
+            str(r["epochs"]),
+            f"{100 * r['miou']:.2f}",
+            f"{r['gain_pp']:+.2f}",
+            " / ".join(f"{100 * v:.1f}" for v in _first_best_last(r["val"])) or "-",
+        )
+    console.print(table)
+    console.print(
+        f"best exit vs final: {summary['best_gain_pp']:+.2f} pp (goal of issue #10: +5.33)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.headline import ALL_PRESETS  # the presets the headline builds, micro included
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", choices=sorted(ALL_PRESETS), default="small")
+    ap.add_argument("--workdir", type=Path, help="default: bench/out/headline-<preset>")
+    ap.add_argument("--heads", help=f"comma list (default: {HEAVIEST} and the preset's heaviest)")
+    ap.add_argument("--positions", help="comma list (default: the two deepest)")
+    ap.add_argument("--epochs", type=int, help="default: 3x the preset's stage-2 epochs")
+    ap.add_argument("--variants", default="distill,labels", help="distill, labels or both")
+    ap.add_argument("--json", action="store_true", help="everything but the JSON line to stderr")
+    args = ap.parse_args(argv)
+
+    preset = ALL_PRESETS[args.preset]
+    workdir = args.workdir or ROOT / "bench" / "out" / f"headline-{args.preset}"
+    heads = args.heads.split(",") if args.heads else default_heads(preset.space)
+    variants = args.variants.split(",")
+    if any(v not in VARIANTS for v in variants):
+        ap.error(f"--variants: choose from {', '.join(VARIANTS)}")
+    console = Console(stderr=args.json)
+    if not console.is_terminal:  # a log file: room for the whole table
+        console = Console(stderr=args.json, width=160)
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        summary = run_ceiling(
+            preset,
+            workdir,
+            heads=heads,
+            positions=args.positions.split(",") if args.positions else None,
+            epochs=args.epochs or 3 * preset.stage2_epochs,
+            variants=variants,
+            console=console,
+        )
+    print_table(summary, console)
+    print(json.dumps({"preset": args.preset, **summary}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""``bench/ceiling.py``: heads trained again on the headline's frozen stage-1 backbone (micro
+preset, real training): the JSON line, the backbone carried over exactly, bad positions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def _load(name: str) -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+ceiling = _load("ceiling")
+headline = _load("headline")
+
+
+@pytest.fixture(scope="module")
+def micro_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from rich.console import Console
+
+    workdir = tmp_path_factory.mktemp("headline-micro")
+    headline.Demo(workdir, headline.MICRO, Console(quiet=True)).build()
+    return workdir
+
+
+def test_probe_supernet_keeps_the_stage1_backbone_and_final_exit(micro_build: Path) -> None:
+    from mess.nn import load_supernet
+
+    stage1 = load_supernet(micro_build / "stage1.pt").eval()
+    probe = ceiling.probe_supernet(micro_build / "stage1.pt", [ceiling.HEAVIEST]).eval()
+    assert [h.id for h in probe.heads] == [ceiling.HEAVIEST]
+    assert [p.name for p in probe.positions] == [p.name for p in stage1.positions]
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(probe(x, exits=["final"])["final"], stage1(x, exits=["final"])["final"])
+
+
+def test_default_heads_are_the_heaviest_of_the_full_space_and_of_the_preset() -> None:
+    assert ceiling.default_heads(headline.ALL_PRESETS["small"].space) == [
+        "crm0-b4-rdi1-dlv3",
+        "crm0-b2-rdi1-dlv3",
+    ]
+    assert ceiling.default_heads("crm0-b4-rdi1-dlv3,crm1-b0-rdi0-fcn") == ["crm0-b4-rdi1-dlv3"]
+
+
+def test_micro_run_prints_heads_against_final(
+    micro_build: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--preset", "micro", "--workdir", str(micro_build), "--epochs", "2", "--json"]
+    assert ceiling.main(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1, "--json: stdout holds the JSON line alone"
+    summary = json.loads(lines[0])
+
+    assert summary["preset"] == "micro" and 0.0 <= summary["final_miou"] <= 1.0
+    positions = ["layer4.0", "layer4.1"]  # the two deepest of ResNet-18
+    rows = summary["rows"]
+    by = {(r["variant"], r["exit"]) for r in rows}
+    assert by == (
+        {("headline", f"{p}/crm1-b0-rdi0-fcn") for p in positions}
+        | {
+            (v, f"{p}/{h}")
+            for v in ("distill", "labels")
+            for p in positions
+            for h in ("crm0-b4-rdi1-dlv3", "crm1-b0-rdi0-fcn")
+        }
+    )
+    for r in rows:
+        assert 0.0 <= r["miou"] <= 1.0
+        assert r["gain_pp"] == pytest.approx(100 * (r["miou"] - summary["final_miou"]), abs=1e-9)
+        assert len(r["val"]) == (0 if r["variant"] == "headline" else 2)
+        assert r["epochs"] == (1 if r["variant"] == "headline" else 2)
+    assert summary["best_gain_pp"] == max(r["gain_pp"] for r in rows)
+
+
+def test_an_unknown_position_is_refused(micro_build: Path) -> None:
+    args = ["--preset", "micro", "--workdir", str(micro_build), "--positions", "layer9.9"]
+    with pytest.raises(SystemExit, match="unknown position"):
+        ceiling.main(args)
+
+
+def test_a_missing_build_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="run bench/headline.py first"):
+        ceiling.main(["--preset", "micro", "--workdir", str(tmp_path)])
