@@ -6,10 +6,11 @@ ceiling (``bench/headline.py`` prints it) is the supernet's. This asks the super
 directly. On the headline's stage-1 backbone (``stage1.pt`` of its work folder, frozen, as in
 stage 2) it trains the chosen heads at the chosen positions, by default the heaviest head of
 the full space (``crm0-b4-rdi1-dlv3``: no channel reduction, four blocks with rapid dilation
-increase, ASPP) and the headline's heavy head at the two deepest positions, for 3x the
-headline's stage-2 epochs, once with MESS's positive filtering distillation and once with
-labels only (distillation pulls a head towards ``final``'s answers). It reports each head's
-test-split mIoU against ``final``'s, next to the same heads of the headline's supernet.
+increase, ASPP) and the headline's heavy head at the two deepest positions, for 12 epochs
+(3x the headline's stage 2 when the probe was written), once with MESS's positive filtering
+distillation and once with labels only (distillation pulls a head towards ``final``'s
+answers). It reports each head's test-split mIoU against ``final``'s, next to the same heads of
+the headline's supernet.
 
 Prints a table, then one JSON line::
 
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, help="default: bench/out/headline-<preset>")
     ap.add_argument("--heads", help=f"comma list (default: {HEAVIEST} and the preset's heaviest)")
     ap.add_argument("--positions", help="comma list (default: the two deepest)")
-    ap.add_argument("--epochs", type=int, help="default: 3x the preset's stage-2 epochs")
+    ap.add_argument("--epochs", type=int, default=12, help="stage-2 epochs of the probe")
     ap.add_argument("--variants", default="distill,labels", help="distill, labels or both")
     ap.add_argument("--json", action="store_true", help="everything but the JSON line to stderr")
     args = ap.parse_args(argv)
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             workdir,
             heads=heads,
             positions=args.positions.split(",") if args.positions else None,
-            epochs=args.epochs or 3 * preset.stage2_epochs,
+            epochs=args.epochs,
             variants=variants,
             console=console,
         )
