@@ -24,7 +24,7 @@ mIoU in [0, 1]; ``latency_ms`` is the mean; ``gflops`` the mean over the test im
 each one took. Goals (the paper's headline): at the same accuracy >= 2.83x lower latency, at the
 same cost >= +5.33 pp mIoU.
 
-    python bench/headline.py --preset small   # CPU: about 30 min cold on 2 cores, 2 min reused
+    python bench/headline.py --preset small   # CPU: about 1 h cold on 2 cores, 1 min reused
     python bench/headline.py --preset paper            # needs a GPU (--force to try without)
 """
 
@@ -403,25 +403,39 @@ def ceiling(front: Any) -> dict[str, Any]:
 
 
 def goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The paper's two headline claims, checked on the measured (test) numbers."""
+    """The paper's two headline claims, checked on the measured (test) numbers.
+
+    Each is checked on the setting's answer (``met``) and, apart, on its static counterpart
+    (``static``): MESS deploys either, and the search's calibration-split choice between
+    them need not be the better one on the test split.
+    """
     by = {r["setting"]: r for r in rows}
-    acc, cost = by["min-cost@0.1pp"], by["max-accuracy@1x"]
-    return {
-        "same_accuracy": {
-            "setting": "min-cost@0.1pp",
-            "speedup": acc["speedup"],
-            "miou_change_pp": acc["miou_change_pp"],
-            "goal_speedup": GOAL_SPEEDUP,
-            "met": acc["speedup"] >= GOAL_SPEEDUP and acc["miou_change_pp"] >= SAME_ACCURACY_PP,
-        },
-        "same_cost": {
-            "setting": "max-accuracy@1x",
-            "miou_change_pp": cost["miou_change_pp"],
-            "speedup": cost["speedup"],
-            "goal_pp": GOAL_GAIN_PP,
-            "met": cost["miou_change_pp"] >= GOAL_GAIN_PP and cost["speedup"] >= 1.0,
-        },
-    }
+
+    def same_accuracy(row: dict[str, Any]) -> bool:
+        return row["speedup"] >= GOAL_SPEEDUP and row["miou_change_pp"] >= SAME_ACCURACY_PP
+
+    def same_cost(row: dict[str, Any]) -> bool:
+        return row["miou_change_pp"] >= GOAL_GAIN_PP and row["speedup"] >= 1.0
+
+    out = {}
+    for key, setting, check, goal in (
+        ("same_accuracy", "min-cost@0.1pp", same_accuracy, {"goal_speedup": GOAL_SPEEDUP}),
+        ("same_cost", "max-accuracy@1x", same_cost, {"goal_pp": GOAL_GAIN_PP}),
+    ):
+        row, static = by[setting], by[f"{setting}/static"]
+        out[key] = {
+            "setting": setting,
+            "speedup": row["speedup"],
+            "miou_change_pp": row["miou_change_pp"],
+            **goal,
+            "met": check(row),
+            "static": {
+                "speedup": static["speedup"],
+                "miou_change_pp": static["miou_change_pp"],
+                "met": check(static),
+            },
+        }
+    return out
 
 
 def print_table(rows: list[dict[str, Any]], console: Console, title: str) -> None:
@@ -641,10 +655,13 @@ def run_headline(
         ("same_cost", f">= +{GOAL_GAIN_PP} pp mIoU at the same cost"),
     ):
         goal = g[key]
+        static = goal["static"]
         verdict = "[green]met[/]" if goal["met"] else "[red]not met[/]"
+        static_verdict = "met" if static["met"] else "not met"
         console.print(
             f"goal {text}: {verdict} ({goal['setting']}: {goal['speedup']:.2f}x, "
-            f"{goal['miou_change_pp']:+.2f} pp)"
+            f"{goal['miou_change_pp']:+.2f} pp; its static model: {static_verdict}, "
+            f"{static['speedup']:.2f}x, {static['miou_change_pp']:+.2f} pp)"
         )
     top = summary["ceiling"]
     console.print(

@@ -142,3 +142,26 @@ def test_paper_preset_is_refused_without_a_gpu_unless_forced(
     if not torch.cuda.is_available():  # on a GPU box main() would start the real run
         assert headline.main(["--preset", "paper"]) == 2
         assert "--force" in capsys.readouterr().err
+
+
+def _row(setting: str, speedup: float, change_pp: float) -> dict:
+    return {"setting": setting, "speedup": speedup, "miou_change_pp": change_pp}
+
+
+def test_goals_check_each_setting_and_its_static_model_apart() -> None:
+    rows = [
+        _row("min-cost@0.1pp", 11.8, -0.35),  # fast, but lost more than 0.1 pp on test
+        _row("min-cost@0.1pp/static", 10.3, 1.0),
+        _row("max-accuracy@1x", 7.8, 5.4),
+        _row("max-accuracy@1x/static", 0.9, 6.0),  # more accurate, but slower than the original
+    ]
+    g = headline.goals(rows)
+    acc, cost = g["same_accuracy"], g["same_cost"]
+    assert (acc["met"], acc["static"]["met"]) == (False, True)
+    assert (acc["speedup"], acc["miou_change_pp"]) == (11.8, -0.35)
+    assert acc["static"] == {"speedup": 10.3, "miou_change_pp": 1.0, "met": True}
+    assert (cost["met"], cost["static"]["met"]) == (True, False)
+    assert acc["goal_speedup"] == 2.83 and cost["goal_pp"] == 5.33
+    # at the goal itself counts as met
+    edge = headline.goals([_row(s, 2.83, -0.1) for s in SETTINGS[1:]])
+    assert edge["same_accuracy"]["met"] and not edge["same_cost"]["met"]
