@@ -3,10 +3,7 @@ main graph gives the same outputs, and the table's JSON line names both timings.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,22 +16,13 @@ import torch  # noqa: E402
 from mess.nn import build_model, to_supernet  # noqa: E402
 from mess.nn.export import export_parts  # noqa: E402
 from mess.onnx import PartsIndex, assemble_model  # noqa: E402
+from tests.benchmarks import load_bench  # noqa: E402
 
 SIZE = (64, 64)
 THRESHOLDS = [0.3, 0.5]
 
 
-def _load():
-    path = Path(__file__).resolve().parents[1] / "bench" / "branch_weights.py"
-    spec = importlib.util.spec_from_file_location("bench_branch_weights", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-branch_weights = _load()
+branch_weights = load_bench("branch_weights")
 
 
 @pytest.fixture(scope="module")

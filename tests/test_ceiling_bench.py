@@ -3,29 +3,18 @@ preset, real training): the JSON line, the backbone carried over exactly, bad po
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.benchmarks import load_bench
 
 torch = pytest.importorskip("torch")
 
 
-def _load(name: str) -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-ceiling = _load("ceiling")
-headline = _load("headline")
+ceiling = load_bench("ceiling")
+headline = load_bench("headline")
 
 
 @pytest.fixture(scope="module")

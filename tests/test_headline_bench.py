@@ -4,13 +4,12 @@ internal consistency, reuse by digest, and the GPU preset's refusal on a CPU."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.benchmarks import load_bench
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
@@ -26,17 +25,7 @@ SETTINGS = [
 ]
 
 
-def _load() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "bench" / "headline.py"
-    spec = importlib.util.spec_from_file_location("bench_headline", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-headline = _load()
+headline = load_bench("headline")
 
 
 def _last_json(out: str) -> dict:
