@@ -10,11 +10,12 @@ increase, ASPP) and the headline's heavy head at the two deepest positions, for 
 (3x the headline's stage 2 when the probe was written), once with MESS's positive filtering
 distillation and once with labels only (distillation pulls a head towards ``final``'s
 answers). It reports each head's test-split mIoU against ``final``'s, next to the same heads of
-the headline's supernet.
+the headline's supernet (when its ``supernet.pt`` is there: only ``stage1.pt`` is needed).
+``--lrs`` trains each variant again at each stage-2 peak learning rate (SGD, poly decay).
 
 Prints a table, then one JSON line::
 
-    {"preset", "workdir", "final_miou", "rows": [{"exit", "variant", "epochs", "miou",
+    {"preset", "workdir", "final_miou", "rows": [{"exit", "variant", "epochs", "lr", "miou",
      "gain_pp", "val": [per-epoch validation mIoU]}, ...], "best_gain_pp", "seconds"}
 
 mIoU in [0, 1]; ``gain_pp`` = 100 x (exit - final), both on the test split.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -81,6 +83,7 @@ def run_ceiling(
     epochs: int,
     variants: list[str],
     console: Console,
+    lrs: list[float] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     from mess.data import build_dataset
@@ -90,9 +93,9 @@ def run_ceiling(
 
     start = time.perf_counter()
     stage1, trained = workdir / "stage1.pt", workdir / "supernet.pt"
-    for path in (stage1, trained):
-        if not path.is_file():
-            raise SystemExit(f"error: {path} missing: run bench/headline.py first")
+    if not stage1.is_file():
+        raise SystemExit(f"error: {stage1} missing: run bench/headline.py first")
+    lrs = lrs or [preset.lr]
     data = f"synth:{preset.num_classes}"
     train = build_dataset(
         data, "train", size=preset.size, train=True, length=preset.train_images, seed=0
@@ -100,7 +103,8 @@ def run_ceiling(
     val = build_dataset(data, "calibration", size=preset.size, length=64)
     test = build_dataset(data, "test", size=preset.size, length=preset.test_images)
 
-    headline = load_supernet(trained)
+    # Without the headline's supernet (stage 2 not run yet) there are no reference rows.
+    headline = load_supernet(trained if trained.is_file() else stage1)
     names = positions or [p.name for p in headline.positions[-2:]]
     unknown = sorted(set(names) - {p.name for p in headline.positions})
     if unknown:
@@ -112,7 +116,9 @@ def run_ceiling(
     rows: list[dict[str, Any]] = []
     # The headline supernet's own heads (trained with all of its space) as the reference.
     space = [h.id for h in headline.heads]
-    ref = exits_of(space)
+    ref = exits_of(space) if trained.is_file() else []
+    if not ref:
+        console.print(f"no reference rows: {trained.name} missing or without these heads")
     scores = evaluate(headline, test, [*ref, FINAL], batch_size=16)
     final_miou = scores[FINAL]
     for eid in ref:
@@ -121,19 +127,22 @@ def run_ceiling(
                 "exit": eid,
                 "variant": "headline",
                 "epochs": preset.stage2_epochs,
+                "lr": preset.lr,
                 "miou": scores[eid],
                 "val": [],
             }
         )
     del headline
-    for variant in variants:
-        console.rule(f"[bold]{variant}: {', '.join(heads)} at {', '.join(names)}, {epochs} ep.")
+    for variant, lr in ((v, lr) for v in variants for lr in lrs):
+        console.rule(
+            f"[bold]{variant}, lr {lr:g}: {', '.join(heads)} at {', '.join(names)}, {epochs} ep."
+        )
         probe = probe_supernet(stage1, heads)
         exits = exits_of(heads)
         config = TrainConfig(
             epochs=epochs,
             batch_size=preset.batch_size,
-            lr=preset.lr,
+            lr=lr,
             seed=0,
             progress=progress,
         )
@@ -156,6 +165,7 @@ def run_ceiling(
                     "exit": eid,
                     "variant": variant,
                     "epochs": epochs,
+                    "lr": lr,
                     "miou": scores[eid],
                     "val": curve,
                 }
@@ -184,13 +194,15 @@ def print_table(summary: dict[str, Any], console: Console) -> None:
         "trained again alone on the same frozen backbone; val: calibration-split mIoU (64 images) "
         "after the first epoch / at its best epoch / after the last",
     )
-    for col in ("exit", "trained", "epochs", "test mIoU %", "vs final pp", "val % first/best/last"):
+    cols = ("exit", "trained", "epochs", "lr", "test mIoU %", "vs final pp")
+    for col in (*cols, "val % first/best/last"):
         table.add_column(col, justify="left" if col in ("exit", "trained") else "right")
     for r in summary["rows"]:
         table.add_row(
             r["exit"],
             r["variant"],
             str(r["epochs"]),
+            f"{r['lr']:g}",
             f"{100 * r['miou']:.2f}",
             f"{r['gain_pp']:+.2f}",
             " / ".join(f"{100 * v:.1f}" for v in _first_best_last(r["val"])) or "-",
@@ -211,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--positions", help="comma list (default: the two deepest)")
     ap.add_argument("--epochs", type=int, default=12, help="stage-2 epochs of the probe")
     ap.add_argument("--variants", default="distill,labels", help="distill, labels or both")
+    ap.add_argument(
+        "--lrs", help="comma list of stage-2 peak learning rates (default: the preset's)"
+    )
     ap.add_argument("--json", action="store_true", help="everything but the JSON line to stderr")
     args = ap.parse_args(argv)
 
@@ -218,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or ROOT / "bench" / "out" / f"headline-{args.preset}"
     heads = args.heads.split(",") if args.heads else default_heads(preset.space)
     variants = args.variants.split(",")
+    try:
+        lrs = [float(v) for v in args.lrs.split(",")] if args.lrs else None
+    except ValueError:
+        ap.error(f"--lrs: a comma list of numbers, got {args.lrs!r}")
+    if lrs and not all(math.isfinite(v) and v > 0 for v in lrs):
+        ap.error(f"--lrs: learning rates must be finite and > 0, got {args.lrs!r}")
     if any(v not in VARIANTS for v in variants):
         ap.error(f"--variants: choose from {', '.join(VARIANTS)}")
     console = Console(stderr=args.json)
@@ -232,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs,
             variants=variants,
             console=console,
+            lrs=lrs,
         )
     print_table(summary, console)
     print(json.dumps({"preset": args.preset, **summary}), flush=True)

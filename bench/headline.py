@@ -488,6 +488,33 @@ def print_table(rows: list[dict[str, Any]], console: Console, title: str) -> Non
         console.print(f"  {r['setting']}: {' -> '.join([*parts, c['terminal']])}")
 
 
+LABEL_OFFSETS = ((4, 2), (4, -8), (-4, 2), (-4, -8), (4, 12), (4, -18))  # points
+
+
+def label_offsets(anchors: Any, texts: list[str], *, size: float) -> list[tuple[float, float]]:
+    """Greedy label placement: for each anchor (in points, in order) the first offset of
+    :data:`LABEL_OFFSETS` whose text box (estimated from ``size`` and the text's length)
+    overlaps no label placed before it; the first offset when none is free."""
+    placed: list[tuple[float, float, float, float]] = []
+    out = []
+    for (x, y), text in zip(anchors, texts, strict=True):
+        width, height = 0.6 * size * len(text), size
+        choice = LABEL_OFFSETS[0]
+        for dx, dy in LABEL_OFFSETS:
+            x0 = x + dx if dx >= 0 else x + dx - width
+            box = (x0, y + dy, x0 + width, y + dy + height)
+            if not any(
+                box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed
+            ):
+                choice = (dx, dy)
+                break
+        dx, dy = choice
+        x0 = x + dx if dx >= 0 else x + dx - width
+        placed.append((x0, y + dy, x0 + width, y + dy + height))
+        out.append(choice)
+    return out
+
+
 def plot(
     fronts: dict[str, Any], rows: list[dict[str, Any]], output: Path, *, title: str, unit: str
 ) -> None:
@@ -520,16 +547,25 @@ def plot(
         ax.scatter(x[:1], y[:1], marker=marker, facecolors="none", edgecolors=colour)
         ax.scatter(x[1:], y[1:], marker=marker, color=colour)
         labels.setdefault((x[1], y[1]), []).append(r["setting"])
-    for (x1, y1), names in labels.items():  # rows sharing a model share one label
-        ax.annotate(
-            ", ".join(names), (x1, y1), fontsize=6, xytext=(4, 2), textcoords="offset points"
-        )
     ax.set_xlabel(f"latency ({unit}): hollow = predicted (calibration), filled = measured (test)")
     ax.set_ylabel("mIoU (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
+    texts = [", ".join(names) for names in labels.values()]  # rows sharing a model: one label
+    # Placed after the layout, so that data-to-point coordinates are final.
+    anchors = ax.transData.transform(list(labels)) * 72 / fig.dpi  # in points
+    offsets = label_offsets(anchors, texts, size=6)
+    for (x1, y1), text, (dx, dy) in zip(labels, texts, offsets, strict=True):
+        ax.annotate(
+            text,
+            (x1, y1),
+            fontsize=6,
+            xytext=(dx, dy),
+            textcoords="offset points",
+            ha="left" if dx >= 0 else "right",
+        )
     fig.savefig(output, bbox_inches="tight")  # keeps the labels of the rightmost points
     plt.close(fig)
 

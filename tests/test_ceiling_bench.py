@@ -73,6 +73,7 @@ def test_micro_run_prints_heads_against_final(
         assert r["gain_pp"] == pytest.approx(100 * (r["miou"] - summary["final_miou"]), abs=1e-9)
         assert len(r["val"]) == (0 if r["variant"] == "headline" else 2)
         assert r["epochs"] == (1 if r["variant"] == "headline" else 2)
+        assert r["lr"] == headline.MICRO.lr
     assert summary["best_gain_pp"] == max(r["gain_pp"] for r in rows)
 
 
@@ -85,3 +86,28 @@ def test_an_unknown_position_is_refused(micro_build: Path) -> None:
 def test_a_missing_build_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="run bench/headline.py first"):
         ceiling.main(["--preset", "micro", "--workdir", str(tmp_path)])
+
+
+def test_stage1_alone_and_several_learning_rates(
+    micro_build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    shutil.copy(micro_build / "stage1.pt", tmp_path / "stage1.pt")  # no supernet.pt
+    args = ["--preset", "micro", "--workdir", str(tmp_path), "--epochs", "1", "--json"]
+    args += ["--heads", "crm1-b0-rdi0-fcn", "--positions", "layer4.1", "--variants", "distill"]
+    assert ceiling.main([*args, "--lrs", "0.01,0.5"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = summary["rows"]
+    assert [(r["variant"], r["exit"], r["lr"]) for r in rows] == [
+        ("distill", "layer4.1/crm1-b0-rdi0-fcn", 0.01),
+        ("distill", "layer4.1/crm1-b0-rdi0-fcn", 0.5),
+    ]
+    # The learning rate reaches the training: the same seed and data, different heads.
+    assert rows[0]["val"] != rows[1]["val"] or rows[0]["miou"] != rows[1]["miou"]
+
+
+@pytest.mark.parametrize("lrs", ["0.01,abc", "0", "-0.1", "nan"])
+def test_bad_learning_rates_are_refused(micro_build: Path, lrs: str) -> None:
+    with pytest.raises(SystemExit):
+        ceiling.main(["--preset", "micro", "--workdir", str(micro_build), "--lrs", lrs])

@@ -154,3 +154,18 @@ def test_goals_check_each_setting_and_its_static_model_apart() -> None:
     # at the goal itself counts as met
     edge = headline.goals([_row(s, 2.83, -0.1) for s in SETTINGS[1:]])
     assert edge["same_accuracy"]["met"] and not edge["same_cost"]["met"]
+
+
+def test_plot_labels_of_nearly_coinciding_points_do_not_overlap() -> None:
+    # Two models a point apart (max-accuracy@1x and its static model in the run of record),
+    # and one far away: the second label moves, the far one keeps the first offset.
+    anchors = [(100.0, 200.0), (101.0, 201.0), (400.0, 50.0)]
+    texts = ["max-accuracy@1x", "max-accuracy@1x/static", "original"]
+    offsets = headline.label_offsets(anchors, texts, size=6)
+    assert offsets[0] == offsets[2] == headline.LABEL_OFFSETS[0]
+    assert offsets[1] != offsets[0]
+    # Every free spot taken: the first offset, not an error.
+    crowd = [(0.0, 0.0)] * (len(headline.LABEL_OFFSETS) + 2)
+    crowded = headline.label_offsets(crowd, ["x" * 20] * len(crowd), size=6)
+    assert crowded[-1] == headline.LABEL_OFFSETS[0]
+    assert len(set(crowded[: len(headline.LABEL_OFFSETS)])) == len(headline.LABEL_OFFSETS)
