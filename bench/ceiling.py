@@ -21,7 +21,7 @@ Prints a table, then one JSON line::
 mIoU in [0, 1]; ``gain_pp`` = 100 x (exit - final), both on the test split.
 
     python bench/headline.py --preset small           # builds bench/out/headline-small
-    python bench/ceiling.py --preset small --json     # about 30 min on 2 CPU cores
+    python bench/ceiling.py --preset small --json     # 20 min on 2 CPU cores (RESULTS)
 """
 
 from __future__ import annotations

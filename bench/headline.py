@@ -24,7 +24,7 @@ mIoU in [0, 1]; ``latency_ms`` is the mean; ``gflops`` the mean over the test im
 each one took. Goals (the paper's headline): at the same accuracy >= 2.83x lower latency, at the
 same cost >= +5.33 pp mIoU.
 
-    python bench/headline.py --preset small   # CPU: about 1 h cold on 2 cores, 1 min reused
+    python bench/headline.py --preset small   # 2-core CPU: 56 min cold, 1 min reused (RESULTS)
     python bench/headline.py --preset paper            # needs a GPU (--force to try without)
 """
 
@@ -491,27 +491,30 @@ def print_table(rows: list[dict[str, Any]], console: Console, title: str) -> Non
 LABEL_OFFSETS = ((4, 2), (4, -8), (-4, 2), (-4, -8), (4, 12), (4, -18))  # points
 
 
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1
+
+
+def _label_box(x: float, y: float, offset: tuple[float, float], width: float, height: float) -> Box:
+    dx, dy = offset
+    x0 = x + dx if dx >= 0 else x + dx - width  # a left offset right-aligns the text
+    return (x0, y + dy, x0 + width, y + dy + height)
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def label_offsets(anchors: Any, texts: list[str], *, size: float) -> list[tuple[float, float]]:
     """Greedy label placement: for each anchor (in points, in order) the first offset of
     :data:`LABEL_OFFSETS` whose text box (estimated from ``size`` and the text's length)
     overlaps no label placed before it; the first offset when none is free."""
-    placed: list[tuple[float, float, float, float]] = []
-    out = []
+    placed: list[Box] = []
+    out: list[tuple[float, float]] = []
     for (x, y), text in zip(anchors, texts, strict=True):
-        width, height = 0.6 * size * len(text), size
-        choice = LABEL_OFFSETS[0]
-        for dx, dy in LABEL_OFFSETS:
-            x0 = x + dx if dx >= 0 else x + dx - width
-            box = (x0, y + dy, x0 + width, y + dy + height)
-            if not any(
-                box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed
-            ):
-                choice = (dx, dy)
-                break
-        dx, dy = choice
-        x0 = x + dx if dx >= 0 else x + dx - width
-        placed.append((x0, y + dy, x0 + width, y + dy + height))
-        out.append(choice)
+        boxes = [_label_box(x, y, o, 0.6 * size * len(text), size) for o in LABEL_OFFSETS]
+        i = next((i for i, b in enumerate(boxes) if not any(_overlap(b, o) for o in placed)), 0)
+        placed.append(boxes[i])
+        out.append(LABEL_OFFSETS[i])
     return out
 
 

@@ -109,5 +109,6 @@ def test_stage1_alone_and_several_learning_rates(
 
 @pytest.mark.parametrize("lrs", ["0.01,abc", "0", "-0.1", "nan"])
 def test_bad_learning_rates_are_refused(micro_build: Path, lrs: str) -> None:
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as refused:  # argparse's usage error, before any training
         ceiling.main(["--preset", "micro", "--workdir", str(micro_build), "--lrs", lrs])
+    assert refused.value.code == 2
