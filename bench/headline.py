@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -585,8 +586,14 @@ def run_headline(
     provider: str = "auto",
     max_exits: int = 3,
     rounds: int = 3,
+    stage1_epochs: int | None = None,
+    stage2_epochs: int | None = None,
 ) -> dict[str, Any]:
-    """The whole benchmark; returns the summary printed as the JSON line."""
+    """The whole benchmark; returns the summary printed as the JSON line.
+
+    ``stage1_epochs`` / ``stage2_epochs`` override the preset's (``preset_settings`` in the
+    summary records what ran); the build digests rebuild what they change.
+    """
     import numpy as np
 
     from mess.bundle import read_bundle
@@ -594,7 +601,10 @@ def run_headline(
     from mess.data import build_dataset
     from mess.stats import load_stats
 
-    preset = ALL_PRESETS[preset_name]
+    overrides = {"stage1_epochs": stage1_epochs, "stage2_epochs": stage2_epochs}
+    preset = dataclasses.replace(
+        ALL_PRESETS[preset_name], **{k: v for k, v in overrides.items() if v is not None}
+    )
     start = time.perf_counter()
     removed = prepare_workdir(workdir, preset)
     if removed:
@@ -726,6 +736,13 @@ def run_headline(
     return summary
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", choices=sorted(ALL_PRESETS), default="small")
@@ -738,6 +755,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--max-exits", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3, help="timed passes over the test split")
+    for stage in (1, 2):
+        ap.add_argument(
+            f"--stage{stage}-epochs",
+            type=_positive_int,
+            help=f"instead of the preset's (rebuilds stage {stage} and what follows)",
+        )
     args = ap.parse_args(argv)
 
     console = Console(stderr=args.json)
@@ -760,6 +783,8 @@ def main(argv: list[str] | None = None) -> int:
             provider=args.provider,
             max_exits=args.max_exits,
             rounds=args.rounds,
+            stage1_epochs=args.stage1_epochs,
+            stage2_epochs=args.stage2_epochs,
         )
     sys.stdout.flush()
     print(json.dumps(summary), flush=True)

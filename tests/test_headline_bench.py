@@ -98,6 +98,22 @@ def test_micro_preset_prints_a_consistent_headline_and_reuses_its_build(
     assert again["profile"]["seconds"] == summary["profile"]["seconds"]
     assert [r["miou"] for r in again["rows"]] == [r["miou"] for r in rows]
 
+    # a longer stage 2: stage 1 reused, stage 2 and what follows rebuilt, the run records it
+    assert headline.main([*args, "--stage2-epochs", "2"]) == 0
+    longer = _last_json(capsys.readouterr().out)
+    assert longer["preset_settings"]["stage2_epochs"] == 2
+    assert longer["preset_settings"]["stage1_epochs"] == headline.MICRO.stage1_epochs
+    built = [name.split(" (")[0] for name in longer["stage_seconds"]]
+    assert built == ["train stage 2", "calibrate", "export bundle"]
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_bad_epoch_overrides_are_refused(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        headline.main(["--preset", "micro", "--stage2-epochs", value])
+    assert exc.value.code == 2
+    assert "--stage2-epochs" in capsys.readouterr().err
+
 
 def test_changed_inputs_invalidate_that_stage_and_the_ones_after(tmp_path: Path) -> None:
     outputs = [name for name, _ in headline.BUILD_STAGES]
