@@ -26,6 +26,7 @@ same cost >= +5.33 pp mIoU.
 
     python bench/headline.py --preset small   # 2-core CPU: 56 min cold, 1 min reused (RESULTS)
     python bench/headline.py --preset paper            # needs a GPU (--force to try without)
+    python bench/headline.py --preset small --stage2-epochs 32   # reuses stage 1, retrains 2
 """
 
 from __future__ import annotations
