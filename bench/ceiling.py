@@ -95,7 +95,8 @@ def run_ceiling(
     stage1, trained = workdir / "stage1.pt", workdir / "supernet.pt"
     if not stage1.is_file():
         raise SystemExit(f"error: {stage1} missing: run bench/headline.py first")
-    lrs = lrs or [preset.lr]
+    stage2_lr = preset.lr if preset.stage2_lr is None else preset.stage2_lr
+    lrs = lrs or [stage2_lr]
     data = f"synth:{preset.num_classes}"
     train = build_dataset(
         data, "train", size=preset.size, train=True, length=preset.train_images, seed=0
@@ -127,7 +128,7 @@ def run_ceiling(
                 "exit": eid,
                 "variant": "headline",
                 "epochs": preset.stage2_epochs,
-                "lr": preset.lr,
+                "lr": stage2_lr,
                 "miou": scores[eid],
                 "val": [],
             }

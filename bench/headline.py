@@ -26,7 +26,7 @@ same cost >= +5.33 pp mIoU.
 
     python bench/headline.py --preset small   # 2-core CPU: 56 min cold, 1 min reused (RESULTS)
     python bench/headline.py --preset paper            # needs a GPU (--force to try without)
-    python bench/headline.py --preset small --stage2-epochs 32   # reuses stage 1, retrains 2
+    python bench/headline.py --preset small --stage2-epochs 32 --stage2-lr 0.1  # stage 1 reused
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ SAME_ACCURACY_PP = -0.1  # the paper's "same accuracy" lost 0.11 pp
 BUILD_STAGES = (
     ("supernet-init.pt", ("model", "num_classes", "space", "output_stride")),
     ("stage1.pt", ("size", "train_images", "stage1_epochs", "batch_size", "lr")),
-    ("supernet.pt", ("stage2_epochs", "heads_per_step")),
+    ("supernet.pt", ("stage2_epochs", "heads_per_step", "stage2_lr")),
     ("stats.npz", ("calibration_images",)),
     ("supernet.mess", ()),
 )
@@ -95,12 +95,17 @@ BUILD_STAGES = (
 
 # ---------------------------------------------------------------------------- build reuse
 def build_digests(preset: Preset) -> dict[str, str]:
-    """Digest of every build output's inputs (chained: a change invalidates what follows)."""
+    """Digest of every build output's inputs (chained: a change invalidates what follows).
+
+    A field left at None is not hashed, so a field added later with the default None keeps
+    the digests, and the builds, of work folders made before it.
+    """
     values = asdict(preset)
     digest = hashlib.sha256(b"mess-headline/1").hexdigest()
     out = {}
     for output, fields in BUILD_STAGES:
-        inputs = json.dumps([digest, {f: values[f] for f in fields}], sort_keys=True)
+        own = {f: values[f] for f in fields if values[f] is not None}
+        inputs = json.dumps([digest, own], sort_keys=True)
         digest = hashlib.sha256(inputs.encode()).hexdigest()
         out[output] = digest
     return out
@@ -589,11 +594,13 @@ def run_headline(
     rounds: int = 3,
     stage1_epochs: int | None = None,
     stage2_epochs: int | None = None,
+    stage2_lr: float | None = None,
 ) -> dict[str, Any]:
     """The whole benchmark; returns the summary printed as the JSON line.
 
-    ``stage1_epochs`` / ``stage2_epochs`` override the preset's (``preset_settings`` in the
-    summary records what ran); the build digests rebuild what they change.
+    ``stage1_epochs``, ``stage2_epochs`` and ``stage2_lr`` override the preset's
+    (``preset_settings`` in the summary records what ran); the build digests rebuild what
+    they change.
     """
     import numpy as np
 
@@ -602,7 +609,11 @@ def run_headline(
     from mess.data import build_dataset
     from mess.stats import load_stats
 
-    overrides = {"stage1_epochs": stage1_epochs, "stage2_epochs": stage2_epochs}
+    overrides = {
+        "stage1_epochs": stage1_epochs,
+        "stage2_epochs": stage2_epochs,
+        "stage2_lr": stage2_lr,
+    }
     preset = dataclasses.replace(
         ALL_PRESETS[preset_name], **{k: v for k, v in overrides.items() if v is not None}
     )
@@ -744,6 +755,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", choices=sorted(ALL_PRESETS), default="small")
@@ -762,6 +780,11 @@ def main(argv: list[str] | None = None) -> int:
             type=_positive_int,
             help=f"instead of the preset's (rebuilds stage {stage} and what follows)",
         )
+    ap.add_argument(
+        "--stage2-lr",
+        type=_positive_float,
+        help="stage 2's peak learning rate instead of the preset's (rebuilds stage 2 on)",
+    )
     args = ap.parse_args(argv)
 
     console = Console(stderr=args.json)
@@ -786,6 +809,7 @@ def main(argv: list[str] | None = None) -> int:
             rounds=args.rounds,
             stage1_epochs=args.stage1_epochs,
             stage2_epochs=args.stage2_epochs,
+            stage2_lr=args.stage2_lr,
         )
     sys.stdout.flush()
     print(json.dumps(summary), flush=True)

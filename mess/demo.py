@@ -50,6 +50,9 @@ class Preset:
     budget_fraction: float  # budget = this fraction of the original network's latency
     tier: str
     heads_per_step: int = 0  # stage 2 heads per forward/backward group (0: all at once)
+    # Stage 2's peak learning rate (None: ``lr``). Its heads start from random init, where
+    # stage 1 fine-tunes a whole network, so the two need not share a rate.
+    stage2_lr: float | None = None
     workers: int = 0  # DataLoader workers (the GPU preset needs them to keep the GPU fed)
 
 
@@ -199,7 +202,7 @@ class Demo:
                 output=sn,
                 epochs=p.stage2_epochs,
                 heads_per_step=p.heads_per_step,
-                **common,
+                **{**common, "lr": p.lr if p.stage2_lr is None else p.stage2_lr},
             ),
         )
         stats = self.path("stats.npz")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -107,12 +108,24 @@ def test_micro_preset_prints_a_consistent_headline_and_reuses_its_build(
     assert built == ["train stage 2", "calibrate", "export bundle"]
 
 
-@pytest.mark.parametrize("value", ["0", "-3", "two"])
-def test_bad_epoch_overrides_are_refused(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--stage2-epochs", "0"),
+        ("--stage1-epochs", "-3"),
+        ("--stage2-epochs", "two"),
+        ("--stage2-lr", "0"),
+        ("--stage2-lr", "nan"),
+        ("--stage2-lr", "inf"),
+    ],
+)
+def test_bad_overrides_are_refused(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exc:
-        headline.main(["--preset", "micro", "--stage2-epochs", value])
+        headline.main(["--preset", "micro", option, value])
     assert exc.value.code == 2
-    assert "--stage2-epochs" in capsys.readouterr().err
+    assert option in capsys.readouterr().err
 
 
 def test_changed_inputs_invalidate_that_stage_and_the_ones_after(tmp_path: Path) -> None:
@@ -132,6 +145,48 @@ def test_changed_inputs_invalidate_that_stage_and_the_ones_after(tmp_path: Path)
         (tmp_path / name).write_text("x")
     other = dataclasses.replace(changed, test_images=7, tier="full", budget_fraction=0.9)
     assert headline.prepare_workdir(tmp_path, other) == []
+    for name in removed:
+        (tmp_path / name).write_text("x")
+    faster = dataclasses.replace(other, stage2_lr=0.1)
+    assert headline.prepare_workdir(tmp_path, faster) == removed
+
+
+def test_a_field_left_at_none_keeps_the_digests_of_older_work_folders() -> None:
+    # bench/headline.py's digest of MICRO before Preset had stage2_lr (commit fea3ca9)
+    before = "2934c5c8a83c7fcd2d4ada71782d8c76507e899057e94b1f4c0217221380bdfb"
+    assert headline.build_digests(headline.MICRO)["supernet.mess"] == before
+    with_rate = dataclasses.replace(headline.MICRO, stage2_lr=headline.MICRO.lr)
+    assert headline.build_digests(with_rate)["supernet.mess"] != before
+
+
+def test_stage2_learning_rate_reaches_stage_2_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from mess.demo import Demo
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def run_training(stage: str, supernet: Path, *, output: Path, **kwargs: object) -> None:
+        calls.append((stage, kwargs["lr"]))
+        if stage == "stage2":
+            raise Stop
+        shutil.copy(supernet, output)
+
+    monkeypatch.setattr("mess.cli.train.run_training", run_training)
+    preset = dataclasses.replace(headline.MICRO, lr=0.02, stage2_lr=0.5)
+    with pytest.raises(Stop):
+        Demo(tmp_path, preset, Console(quiet=True)).build()
+    assert calls == [("stage1", 0.02), ("stage2", 0.5)]
+    calls.clear()
+    (tmp_path / "stage1.pt").unlink()
+    with pytest.raises(Stop):  # without it, stage 2 runs at the preset's one rate
+        Demo(tmp_path, headline.MICRO, Console(quiet=True)).build()
+    assert calls == [("stage1", headline.MICRO.lr), ("stage2", headline.MICRO.lr)]
 
 
 def test_paper_preset_is_refused_without_a_gpu_unless_forced(
