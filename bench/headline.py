@@ -755,7 +755,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
@@ -782,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     ap.add_argument(
         "--stage2-lr",
-        type=_positive_float,
+        type=positive_float,
         help="stage 2's peak learning rate instead of the preset's (rebuilds stage 2 on)",
     )
     args = ap.parse_args(argv)

@@ -55,6 +55,10 @@ class Preset:
     stage2_lr: float | None = None
     workers: int = 0  # DataLoader workers (the GPU preset needs them to keep the GPU fed)
 
+    @property
+    def stage2_peak_lr(self) -> float:
+        return self.lr if self.stage2_lr is None else self.stage2_lr
+
 
 TINY = Preset(
     model="torchvision:resnet18",
@@ -202,7 +206,7 @@ class Demo:
                 output=sn,
                 epochs=p.stage2_epochs,
                 heads_per_step=p.heads_per_step,
-                **{**common, "lr": p.lr if p.stage2_lr is None else p.stage2_lr},
+                **{**common, "lr": p.stage2_peak_lr},
             ),
         )
         stats = self.path("stats.npz")
