@@ -24,9 +24,9 @@ mIoU in [0, 1]; ``latency_ms`` is the mean; ``gflops`` the mean over the test im
 each one took. Goals (the paper's headline): at the same accuracy >= 2.83x lower latency, at the
 same cost >= +5.33 pp mIoU.
 
-    python bench/headline.py --preset small   # 2-core CPU: 56 min cold, 1 min reused (RESULTS)
+    python bench/headline.py --preset small   # 2-core CPU: ~100 min cold (est.), 2 min reused
     python bench/headline.py --preset paper            # needs a GPU (--force to try without)
-    python bench/headline.py --preset small --stage2-epochs 32 --stage2-lr 0.1  # stage 1 reused
+    python bench/headline.py --preset small --stage2-epochs 48  # stage 1 reused, stage 2 rebuilt
 """
 
 from __future__ import annotations
