@@ -27,6 +27,10 @@ same cost >= +5.33 pp mIoU.
     python bench/headline.py --preset small   # 2-core CPU: ~100 min cold (est.), 2 min reused
     python bench/headline.py --preset paper            # needs a GPU (--force to try without)
     python bench/headline.py --preset small --stage2-epochs 48  # stage 1 reused, stage 2 rebuilt
+
+Train on one machine, measure on another: ``--build-only`` stops after the build; copy the
+work folder's ``supernet.pt`` and ``digests.json`` to the target and run there (calibration and
+export are redone there; the missing earlier checkpoints are not rebuilt, ``mess.demo``).
 """
 
 from __future__ import annotations
@@ -581,6 +585,38 @@ def plot(
 
 
 # ---------------------------------------------------------------------------- main
+def build(
+    preset_name: str,
+    workdir: Path,
+    *,
+    console: Console,
+    stage1_epochs: int | None = None,
+    stage2_epochs: int | None = None,
+    stage2_lr: float | None = None,
+    workers: int | None = None,
+) -> Demo:
+    """Train, calibrate and export into ``workdir``, reusing what its digests still match.
+
+    ``workers`` (DataLoader processes) changes how fast, not what, is trained: it is not part
+    of the digests.
+    """
+    overrides = {
+        "stage1_epochs": stage1_epochs,
+        "stage2_epochs": stage2_epochs,
+        "stage2_lr": stage2_lr,
+        "workers": workers,
+    }
+    preset = dataclasses.replace(
+        ALL_PRESETS[preset_name], **{k: v for k, v in overrides.items() if v is not None}
+    )
+    removed = prepare_workdir(workdir, preset)
+    if removed:
+        console.print(f"inputs changed: removed {', '.join(removed)}")
+    demo = Demo(workdir, preset, console)
+    demo.build()
+    return demo
+
+
 def run_headline(
     preset_name: str,
     workdir: Path,
@@ -595,6 +631,7 @@ def run_headline(
     stage1_epochs: int | None = None,
     stage2_epochs: int | None = None,
     stage2_lr: float | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """The whole benchmark; returns the summary printed as the JSON line.
 
@@ -609,20 +646,17 @@ def run_headline(
     from mess.data import build_dataset
     from mess.stats import load_stats
 
-    overrides = {
-        "stage1_epochs": stage1_epochs,
-        "stage2_epochs": stage2_epochs,
-        "stage2_lr": stage2_lr,
-    }
-    preset = dataclasses.replace(
-        ALL_PRESETS[preset_name], **{k: v for k, v in overrides.items() if v is not None}
-    )
     start = time.perf_counter()
-    removed = prepare_workdir(workdir, preset)
-    if removed:
-        console.print(f"inputs changed: removed {', '.join(removed)}")
-    demo = Demo(workdir, preset, console)
-    demo.build()
+    demo = build(
+        preset_name,
+        workdir,
+        console=console,
+        stage1_epochs=stage1_epochs,
+        stage2_epochs=stage2_epochs,
+        stage2_lr=stage2_lr,
+        workers=workers,
+    )
+    preset = demo.preset
     bundle_path = workdir / "supernet.mess"
     providers = resolve_providers(provider)
     device = describe_device(providers, threads)
@@ -785,6 +819,16 @@ def main(argv: list[str] | None = None) -> int:
         type=positive_float,
         help="stage 2's peak learning rate instead of the preset's (rebuilds stage 2 on)",
     )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        help="DataLoader workers for training instead of the preset's (not part of the digests)",
+    )
+    ap.add_argument(
+        "--build-only",
+        action="store_true",
+        help="train, calibrate and export, then stop (build on a GPU, measure elsewhere)",
+    )
     args = ap.parse_args(argv)
 
     console = Console(stderr=args.json)
@@ -795,6 +839,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {refusal}", file=sys.stderr)
         return 2
     workdir = args.workdir or ROOT / "bench" / "out" / f"headline-{args.preset}"
+    stages = {
+        "stage1_epochs": args.stage1_epochs,
+        "stage2_epochs": args.stage2_epochs,
+        "stage2_lr": args.stage2_lr,
+        "workers": args.workers,
+    }
+    if args.build_only:
+        demo = build(args.preset, workdir, console=console, **stages)
+        console.print(
+            f"built {workdir}: {', '.join(f'{k} {v:.0f} s' for k, v in demo.timings.items())}"
+        )
+        return 0
     # --json: stdout carries the JSON line alone (training prints its epochs there)
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         summary = run_headline(
@@ -807,9 +863,7 @@ def main(argv: list[str] | None = None) -> int:
             provider=args.provider,
             max_exits=args.max_exits,
             rounds=args.rounds,
-            stage1_epochs=args.stage1_epochs,
-            stage2_epochs=args.stage2_epochs,
-            stage2_lr=args.stage2_lr,
+            **stages,
         )
     sys.stdout.flush()
     print(json.dumps(summary), flush=True)

@@ -78,6 +78,9 @@ def main() -> None:
     args = ap.parse_args()
 
     pixel = [round(0.5 + 0.1 * i, 2) for i in range(args.pixel_thresholds)]
+    # Progress goes to stderr as each phase ends (stdout: the result alone), so that a run
+    # stopped by a time limit still tells how far it got and how fast.
+    begin = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         stats = random_stats(
             num_samples=args.samples,
@@ -96,6 +99,11 @@ def main() -> None:
     options = {"max_exits": args.max_exits, "truncation": args.truncation}
     space = SearchSpace(Problem(stats, costs), **options)
     total = space.size()
+    print(
+        f"stats and costs ready in {time.perf_counter() - begin:.1f} s; {total:,} configurations",
+        file=sys.stderr,
+        flush=True,
+    )
 
     # naive: one configuration at a time, on a random sample of the space
     rng = random.Random(0)
@@ -106,13 +114,18 @@ def main() -> None:
         space.problem.evaluate(sample[done])
         done += 1
     naive_rate = done / (time.perf_counter() - t0)
+    print(f"naive evaluate(): {naive_rate:,.0f} configs/s", file=sys.stderr, flush=True)
 
     last = [time.perf_counter()]
 
     def progress(d: int, t: int) -> None:
         now = time.perf_counter()
-        if now - last[0] > 10 and not args.json:
-            print(f"  {d / t:6.1%} of {t:,} configurations", file=sys.stderr, flush=True)
+        if now - last[0] > 10:
+            print(
+                f"  {d / t:6.1%} of {t:,} configurations in {now - t0:,.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
             last[0] = now
 
     device, backend = resolve(args.device, args.backend)

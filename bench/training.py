@@ -20,15 +20,17 @@ peak memory of each (fresh process each; CPU: peak RSS via ``VmHWM``, CUDA:
 
     python bench/training.py --preset tiny --json
     python bench/training.py --stage2-throughput [--size 64x64] [--batch-size 8]
+    python bench/training.py --stage2-throughput --model torchvision:deeplabv3_resnet50 \
+        --classes 19 --size 512x512 --batch-size 16 --mode backbone --mode "all, 36 per step"
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import multiprocessing as mp
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +41,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from mess.data import build_dataset
-from mess.nn import build_model, to_supernet
-from mess.nn.train import TrainConfig, evaluate, train_stage1, train_stage2
-from mess.nn.train.common import Distributed, build_optimizer
-from mess.nn.train.stage2 import Stage2
-from mess.space import FINAL
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from mess.data import build_dataset  # noqa: E402
+from mess.nn import build_model, to_supernet  # noqa: E402
+from mess.nn.train import TrainConfig, evaluate, train_stage1, train_stage2  # noqa: E402
+from mess.nn.train.common import Distributed, build_optimizer  # noqa: E402
+from mess.nn.train.stage2 import Stage2  # noqa: E402
+from mess.space import FINAL  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,11 @@ PRESETS = {
 NUM_CLASSES = 8
 
 
-def _supernet(space: str, seed: int) -> Any:
+def _supernet(
+    space: str, seed: int, model: str = "torchvision:resnet18", classes: int = NUM_CLASSES
+) -> Any:
     torch.manual_seed(seed)
-    return to_supernet(build_model("torchvision:resnet18", num_classes=NUM_CLASSES), space=space)
+    return to_supernet(build_model(model, num_classes=classes), space=space)
 
 
 def run_schemes(preset: Preset, *, seed: int = 0, progress: bool = True) -> list[dict[str, Any]]:
@@ -185,14 +191,22 @@ def _rss_mb() -> float:
 
 
 def _throughput_worker(
-    mode: str, size: tuple[int, int], batch: int, steps: int, threads: int, queue: Any
+    mode: str, shape: ThroughputShape, steps: int, threads: int, queue: Any
 ) -> None:
+    try:
+        queue.put(_throughput_step(mode, shape, steps, threads))
+    except torch.cuda.OutOfMemoryError:  # "all" at the paper's scale may not fit: say so
+        queue.put({"mode": mode, "error": "out of memory"})
+
+
+def _throughput_step(mode: str, shape: ThroughputShape, steps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sn = _supernet("full", 0).to(device)
+    sn = _supernet("full", 0, shape.model, shape.classes).to(device)
+    batch, size = shape.batch, shape.size
     g = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, *size, generator=g).to(device)
-    masks = torch.randint(0, NUM_CLASSES, (batch, *size), generator=g).to(device)
+    masks = torch.randint(0, shape.classes, (batch, *size), generator=g).to(device)
     middle = sn.positions[len(sn.positions) // 2].name
     exits = {
         "all": None,
@@ -200,11 +214,17 @@ def _throughput_worker(
         "one head": [f"{middle}/crm1-b1-rdi0-fcn"],
     }.get(mode)
     base = _peak_mb() if device.type == "cuda" else _rss_mb()
+    cuda = device.type == "cuda"
+
+    def autocast() -> Any:  # as training runs: float16 on CUDA (TrainConfig.amp), else off
+        return torch.autocast(device.type, dtype=torch.float16, enabled=cuda)
+
+    group = None
     if mode == "backbone":
         sn.eval()
 
         def step() -> None:
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 sn.forward_features(images, range(len(sn.positions)), final=True)
 
         n_heads = 0
@@ -213,12 +233,14 @@ def _throughput_worker(
         stage.setup(sn, device, Distributed())
         stage.train_mode()
         opt = build_optimizer(stage.parameters(), TrainConfig(batch_size=batch))
+        scaler = torch.amp.GradScaler("cuda", enabled=cuda)
         n_heads = len(stage.exits or ())
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            stage.step(images, masks, lambda loss: loss.backward(), contextlib.nullcontext)
-            opt.step()
+            stage.step(images, masks, lambda loss: scaler.scale(loss).backward(), autocast)
+            scaler.step(opt)
+            scaler.update()
 
     step()  # warm-up (allocates the optimiser state)
     _peak_reset()
@@ -230,57 +252,75 @@ def _throughput_worker(
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / steps
-    queue.put(
-        {
-            "mode": mode,
-            "heads": n_heads,
-            "step_s": seconds,
-            "images_per_s": batch / seconds,
-            "peak_mb": _peak_mb(),
-            "before_mb": base,
-            "device": str(device),
-        }
-    )
+    if mode != "backbone":
+        group = stage.heads_per_group  # smaller than asked if a step ran out of GPU memory
+    return {
+        "mode": mode,
+        "heads": n_heads,
+        "heads_per_group": group,
+        "step_s": seconds,
+        "images_per_s": batch / seconds,
+        "peak_mb": _peak_mb(),
+        "before_mb": base,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+    }
 
 
 THROUGHPUT_MODES = ("backbone", "one head", "all", "all, 36 per step")
 
 
+@dataclass(frozen=True)
+class ThroughputShape:
+    size: tuple[int, int]
+    batch: int
+    model: str = "torchvision:resnet18"
+    classes: int = NUM_CLASSES
+
+
 def run_throughput(
-    size: tuple[int, int], batch: int, steps: int, threads: int = 1
+    shape: ThroughputShape,
+    steps: int,
+    threads: int = 1,
+    modes: tuple[str, ...] = THROUGHPUT_MODES,
 ) -> list[dict[str, Any]]:
     """Each mode in a fresh process, so that peak memory is that mode's alone."""
     ctx = mp.get_context("spawn")
     rows = []
-    for mode in THROUGHPUT_MODES:
+    for mode in modes:
         queue = ctx.Queue()
-        proc = ctx.Process(
-            target=_throughput_worker, args=(mode, size, batch, steps, threads, queue)
-        )
+        proc = ctx.Process(target=_throughput_worker, args=(mode, shape, steps, threads, queue))
         proc.start()
         rows.append(queue.get())
         proc.join()
     return rows
 
 
-def print_throughput(rows: list[dict[str, Any]], size: tuple[int, int], batch: int) -> None:
-    by = {r["mode"]: r for r in rows}
+def print_throughput(rows: list[dict[str, Any]], shape: ThroughputShape) -> None:
+    by = {r["mode"]: r for r in rows if "error" not in r}
+    size = shape.size
+    devices = {r["device"] for r in by.values()}
     table = Table(
-        title=f"stage 2 step, resnet18 full space, {size[0]}x{size[1]}, batch {batch}, "
-        f"{rows[0]['device']}"
+        title=f"stage 2 step, {shape.model.rpartition(':')[2]} full space, {shape.classes} "
+        f"classes, {size[0]}x{size[1]}, batch {shape.batch}, {', '.join(devices)}"
     )
-    for col in ("mode", "heads", "s/step", "images/s", "peak MB", "MB before steps"):
+    for col in ("mode", "heads", "per group", "s/step", "images/s", "peak MB", "MB before steps"):
         table.add_column(col, justify="left" if col == "mode" else "right")
     for r in rows:
+        if "error" in r:
+            table.add_row(r["mode"], r["error"], *[""] * 5)
+            continue
         table.add_row(
             r["mode"],
             str(r["heads"]),
+            "" if r["heads_per_group"] is None else str(r["heads_per_group"]),
             f"{r['step_s']:.3f}",
             f"{r['images_per_s']:.2f}",
             f"{r['peak_mb']:.0f}",
             f"{r['before_mb']:.0f}",
         )
     Console(width=160).print(table)
+    if not {"all", "backbone", "one head"} <= by.keys():
+        return
     full, backbone, one = by["all"], by["backbone"], by["one head"]
     n = full["heads"]
     # Separate trainings: every head pays its own backbone pass; the heads' own work is what
@@ -302,6 +342,14 @@ def main() -> None:
     parser.add_argument("--size", default="64x64", help="Throughput input size HxW.")
     parser.add_argument("--batch-size", type=int, default=8, help="Throughput batch size.")
     parser.add_argument("--steps", type=int, default=3, help="Timed throughput steps.")
+    parser.add_argument("--model", default="torchvision:resnet18", help="Throughput model.")
+    parser.add_argument("--classes", type=int, default=NUM_CLASSES, help="Throughput classes.")
+    parser.add_argument(
+        "--mode",
+        action="append",
+        choices=THROUGHPUT_MODES,
+        help="A throughput mode to run (repeat for several; default: all four).",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: best on a shared 2-core box)."
@@ -312,8 +360,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.stage2_throughput:
         h, w = (int(v) for v in args.size.lower().split("x"))
-        rows = run_throughput((h, w), args.batch_size, args.steps, args.threads)
-        print_throughput(rows, (h, w), args.batch_size)
+        modes = tuple(args.mode or THROUGHPUT_MODES)
+        shape = ThroughputShape((h, w), args.batch_size, args.model, args.classes)
+        rows = run_throughput(shape, args.steps, args.threads, modes)
+        print_throughput(rows, shape)
         if args.json:
             print(json.dumps({"stage2_throughput": rows}))
         return

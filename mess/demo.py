@@ -1,7 +1,8 @@
 """The main job, end to end on embedded defaults (``mess demo``).
 
 Stages, each writing into the work folder and skipped when its output is newer than its
-inputs (so a second run reuses what is valid):
+inputs (so a second run reuses what is valid; a missing checkpoint is not rebuilt while a later
+output is there):
 
 1. convert a small torchvision model into a supernet (``supernet-init.pt``);
 2. train stage 1 and stage 2 on mess-synth (``stage1.pt``, ``supernet.pt``);
@@ -182,7 +183,6 @@ class Demo:
             model = build_model(p.model, num_classes=p.num_classes, output_stride=p.output_stride)
             to_supernet(model, space=p.space).save(init)
 
-        self.stage("convert", init, [], convert)
         common = dict(
             data=self.data,
             batch_size=p.batch_size,
@@ -193,41 +193,51 @@ class Demo:
             seed=0,
             workers=p.workers,
         )
-        self.stage(
-            "train stage 1 (exit-aware backbone)",
-            s1,
-            [init],
-            lambda: run_training("stage1", init, output=s1, epochs=p.stage1_epochs, **common),
-        )
-        self.stage(
-            "train stage 2 (frozen backbone, all heads, distillation)",
-            sn,
-            [s1],
-            lambda: run_training(
-                "stage2",
+        stats, bundle = self.path("stats.npz"), self.path("supernet.mess")
+        stages: list[tuple[str, Path, list[Path], Callable[[], Any]]] = [
+            ("convert", init, [], convert),
+            (
+                "train stage 1 (exit-aware backbone)",
                 s1,
-                output=sn,
-                epochs=p.stage2_epochs,
-                heads_per_step=p.heads_per_step,
-                **{**common, "lr": p.stage2_peak_lr},
+                [init],
+                lambda: run_training("stage1", init, output=s1, epochs=p.stage1_epochs, **common),
             ),
-        )
-        stats = self.path("stats.npz")
-        self.stage(
-            "calibrate",
-            stats,
-            [sn],
-            lambda: run_calibration(
-                sn, self.data, stats, size=p.size, length=p.calibration_images, batch_size=16
+            (
+                "train stage 2 (frozen backbone, all heads, distillation)",
+                sn,
+                [s1],
+                lambda: run_training(
+                    "stage2",
+                    s1,
+                    output=sn,
+                    epochs=p.stage2_epochs,
+                    heads_per_step=p.heads_per_step,
+                    **{**common, "lr": p.stage2_peak_lr},
+                ),
             ),
-        )
-        bundle = self.path("supernet.mess")
-        self.stage(
-            "export bundle",
-            bundle,
-            [sn, stats],
-            lambda: export_bundle(load_supernet(sn), stats, p.size, bundle, name="mess-demo"),
-        )
+            (
+                "calibrate",
+                stats,
+                [sn],
+                lambda: run_calibration(
+                    sn, self.data, stats, size=p.size, length=p.calibration_images, batch_size=16
+                ),
+            ),
+            (
+                "export bundle",
+                bundle,
+                [sn, stats],
+                lambda: export_bundle(load_supernet(sn), stats, p.size, bundle, name="mess-demo"),
+            ),
+        ]
+        for i, (name, output, inputs, run) in enumerate(stages):
+            # Checkpoints are intermediates (make's .SECONDARY): a missing one with a later
+            # output there is not rebuilt, so a folder holding only supernet.pt (trained on
+            # another machine, say) goes on from it. The stats and the bundle are products.
+            later = any(o.exists() for _, o, _, _ in stages[i + 1 :])
+            if output.suffix == ".pt" and not output.exists() and later:
+                continue
+            self.stage(name, output, inputs, run)
 
     # ------------------------------------------------------------------ service stages
     @contextmanager

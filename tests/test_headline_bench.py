@@ -189,6 +189,37 @@ def test_stage2_learning_rate_reaches_stage_2_alone(
     assert calls == [("stage1", headline.MICRO.lr), ("stage2", headline.MICRO.lr)]
 
 
+def test_a_build_trained_elsewhere_is_calibrated_and_exported_without_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trainer, target = tmp_path / "gpu", tmp_path / "cpu"
+    assert headline.main(["--preset", "micro", "--workdir", str(trainer), "--build-only"]) == 0
+    assert (trainer / "supernet.mess").exists()
+    assert "built" in capsys.readouterr().out
+    target.mkdir()
+    for name in ("supernet.pt", "digests.json"):  # what travels: the checkpoint and its digests
+        shutil.copy(trainer / name, target / name)
+    trained = (target / "supernet.pt").read_bytes()
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a missing intermediate checkpoint was rebuilt")
+
+    monkeypatch.setattr("mess.cli.train.run_training", no_training)
+    assert headline.main(["--preset", "micro", "--workdir", str(target), "--build-only"]) == 0
+    assert (target / "supernet.pt").read_bytes() == trained
+    assert not (target / "stage1.pt").exists() and not (target / "supernet-init.pt").exists()
+    assert (target / "stats.npz").exists() and (target / "supernet.mess").exists()
+    # the stats are a product, not an intermediate: gone, they are calibrated again
+    (target / "stats.npz").unlink()
+    assert headline.main(["--preset", "micro", "--workdir", str(target), "--build-only"]) == 0
+    assert (target / "stats.npz").exists()
+    # a changed stage 2 still retrains: its digest removes supernet.pt, so stage 1 is needed
+    with pytest.raises(AssertionError, match="rebuilt"):
+        headline.main(
+            ["--preset", "micro", "--workdir", str(target), "--build-only", "--stage2-epochs", "2"]
+        )
+
+
 def test_paper_preset_is_refused_without_a_gpu_unless_forced(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -146,6 +146,46 @@ def test_stage2_head_groups_train_like_all_heads_at_once(base, data):
         torch.testing.assert_close(sa[k], sb[k], rtol=1e-5, atol=1e-6)
 
 
+def _out_of_memory_above(limit, monkeypatch):
+    """ExitBank.forward raises CUDA's out-of-memory error for groups over ``limit`` heads."""
+    from mess.nn.train.stage2 import ExitBank
+
+    forward, sizes = ExitBank.forward, []
+
+    def tight(self, features, exits, size):
+        sizes.append(len(exits))
+        if len(exits) > limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(self, features, exits, size)
+
+    monkeypatch.setattr(ExitBank, "forward", tight)
+    return sizes
+
+
+def test_stage2_step_out_of_gpu_memory_halves_its_groups_and_trains_the_same(
+    base, data, monkeypatch, caplog
+):
+    reference = copy.deepcopy(base)
+    train_stage2(reference, data, config=_config())
+    sn = copy.deepcopy(base)
+    sizes = _out_of_memory_above(4, monkeypatch)
+    with caplog.at_level("WARNING", logger="mess.nn.train.stage2"):
+        train_stage2(sn, data, config=_config())
+    heads = len(sn.early_exit_ids)  # 16: all at once, then 8, then groups of 4 from then on
+    assert sizes == [heads, heads // 2, *[4] * 4, *[4] * 4]
+    assert "out of GPU memory with 16 heads per group; 8 from now on" in caplog.text
+    # The failed tries left no gradient behind: the weights are those of one clean step.
+    sa, sb = _state(reference), _state(sn)
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=1e-5, atol=1e-6)
+
+
+def test_stage2_out_of_gpu_memory_with_one_head_per_group_is_raised(base, data, monkeypatch):
+    _out_of_memory_above(0, monkeypatch)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        train_stage2(copy.deepcopy(base), data, config=_config())
+
+
 def test_same_seed_gives_identical_weights_and_another_seed_does_not(base, data):
     runs = []
     for seed in (5, 5, 6):

@@ -5,12 +5,15 @@ move). Each batch runs the backbone once, without gradients, up to the final exi
 candidate head then trains on the shared features with positive filtering distillation
 (:func:`mess.nn.train.losses.positive_filtering_loss`). ``heads_per_step`` splits the heads into
 groups that run forward and backward one after the other, for memory; the backbone pass is
-still shared by all groups. The optimiser steps once per batch.
+still shared by all groups. The optimiser steps once per batch. A step that runs out of GPU
+memory is run again with groups half as large (single process; the heads are independent, so
+the gradients do not depend on the grouping).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,8 @@ from mess.nn.train.common import (
 )
 from mess.nn.train.losses import positive_filtering_loss
 from mess.space import FINAL
+
+log = logging.getLogger(__name__)
 
 
 class ExitBank(nn.Module):
@@ -89,6 +94,8 @@ class Stage2:
             supernet.exit_head(eid).requires_grad_(True)
         bank = ExitBank(supernet)
         self.bank: nn.Module = bank
+        self._distributed = ctx.enabled
+        self._group = self.heads_per_step  # what steps use: halved after running out of memory
         if ctx.enabled:
             grouped = 0 < self.heads_per_step < len(self.exits)
             partial = len(self.exits) < len(supernet.early_exit_ids)
@@ -97,6 +104,12 @@ class Stage2:
                 device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=grouped or partial,
             )
+
+    @property
+    def heads_per_group(self) -> int:
+        """Heads per forward/backward group that steps use now (after any halving)."""
+        n = len(self.exits or ())
+        return self._group if 0 < self._group < n else n
 
     def parameters(self) -> list[nn.Parameter]:
         return [p for e in self.exits or () for p in self.supernet.exit_head(e).parameters()]
@@ -125,8 +138,35 @@ class Stage2:
             )
             assert final_logits is not None
             teacher = upsample(final_logits, size).float()
+        while True:
+            group = self.heads_per_group
+            try:
+                return self._train_heads(features, teacher, masks, backward, autocast)
+            except torch.cuda.OutOfMemoryError:
+                if self._distributed or group <= 1:
+                    raise
+            # Outside the handler, so that the failed try's tensors are freed first.
+            for p in self.parameters():
+                p.grad = None  # its partial gradients
+            torch.cuda.empty_cache()
+            self._group = group // 2
+            log.warning(
+                "stage 2: out of GPU memory with %d heads per group; %d from now on",
+                group,
+                self._group,
+            )
+
+    def _train_heads(
+        self,
+        features: dict[int, torch.Tensor],
+        teacher: torch.Tensor,
+        masks: torch.Tensor,
+        backward: Callable[[torch.Tensor], None],
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+    ) -> float:
+        size = masks.shape[-2:]
         total, count = 0.0, 0
-        for group in batches(list(self.exits or ()), self.heads_per_step):
+        for group in batches(list(self.exits or ()), self._group):
             with autocast():
                 out = self.bank(features, group, size)
             losses = [
