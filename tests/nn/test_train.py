@@ -186,6 +186,56 @@ def test_stage2_out_of_gpu_memory_with_one_head_per_group_is_raised(base, data, 
         train_stage2(copy.deepcopy(base), data, config=_config())
 
 
+def test_persistent_workers_see_each_epoch_and_train_as_the_main_process_does():
+    from mess.data import build_dataset
+
+    augmented = build_dataset("synth:4", "train", size=(32, 32), train=True, length=8)
+    torch.manual_seed(0)
+    model = build_model("torchvision:resnet18", num_classes=4)
+    four = to_supernet(model, space=SPACE, widths=HeadWidths(crm=16, block=8, head=8))
+    runs = []
+    for workers in (0, 2):
+        sn = copy.deepcopy(four)
+        train_stage1(sn, augmented, config=_config(epochs=2, workers=workers))
+        runs.append(_state(sn))
+    _assert_same_state(*runs)
+
+
+def test_each_epoch_reads_its_samples_with_that_epoch_set(base, data):
+    class Spy(torch.utils.data.Dataset):
+        def __init__(self):
+            self.epoch, self.seen = 0, []
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __len__(self):
+            return len(data)
+
+        def __getitem__(self, index):
+            self.seen.append(self.epoch)
+            return data[index]
+
+    spy = Spy()
+    train_stage1(copy.deepcopy(base), spy, config=_config(epochs=2))
+    assert spy.seen == [0] * len(data) + [1] * len(data)
+
+
+def test_the_epoch_travels_with_each_index_to_the_data_set():
+    from mess.data import build_dataset
+    from mess.nn.train.common import _AtEpoch, _EpochSampler
+
+    augmented = build_dataset("synth:4", "train", size=(32, 32), train=True, length=4)
+    at = _AtEpoch(augmented)
+    first, again, second = at[(0, 1)][0], at[(0, 1)][0], at[(1, 1)][0]
+    assert torch.equal(first, again) and not torch.equal(first, second)
+    sampler = _EpochSampler(torch.utils.data.DistributedSampler(at, num_replicas=1, rank=0))
+    sampler.set_epoch(3)
+    pairs = list(sampler)
+    assert len(pairs) == len(sampler) == 4 and {e for e, _ in pairs} == {3}
+    assert sorted(i for _, i in pairs) == [0, 1, 2, 3]
+
+
 def test_same_seed_gives_identical_weights_and_another_seed_does_not(base, data):
     runs = []
     for seed in (5, 5, 6):

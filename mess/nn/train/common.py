@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from mess.nn.normalize import Normalize
 from mess.nn.supernet import Supernet
@@ -416,18 +416,24 @@ def _fit(
     params = stage.parameters()
     if not params:
         raise ValueError(f"{stage.name}: nothing to train")
-    sampler = DistributedSampler(
-        train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed
+    sampler = _EpochSampler(
+        DistributedSampler(
+            train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed
+        )
     )
     loader_rng = torch.Generator()
     loader = DataLoader(
-        train_set,
+        _AtEpoch(train_set),
         batch_size=config.batch_size,
         sampler=sampler,
         num_workers=config.workers,
         drop_last=True,  # a batch of one breaks BN after ASPP's global pooling
         generator=loader_rng,
         pin_memory=device.type == "cuda",
+        # Workers started once, not every epoch (the likely cause of an 8-14 s wait every
+        # epoch on a GPU machine, bench/RESULTS.md); the epoch reaches their copies of the
+        # data set with each index.
+        persistent_workers=config.workers > 0,
     )
     if len(loader) == 0:
         raise ValueError(
@@ -464,9 +470,8 @@ def _fit(
     show = config.progress and ctx.is_main
     for epoch in range(start, config.epochs):
         sampler.set_epoch(epoch)
-        if hasattr(train_set, "set_epoch"):  # mess.data: new augmentations each epoch
-            train_set.set_epoch(epoch)
-        loader_rng.manual_seed(config.seed * 100_003 + epoch)  # worker seeds, per epoch
+        # Worker seeds (only unseeded randomness uses them): set when the workers start.
+        loader_rng.manual_seed(config.seed * 100_003 + epoch)
         stage.train_mode()
         total, count = 0.0, 0
         bar = _progress(
@@ -515,6 +520,43 @@ def _fit(
         if on_epoch_end is not None:
             on_epoch_end(record)
     return history
+
+
+class _EpochSampler(Sampler[tuple[int, int]]):
+    """``(epoch, index)`` pairs in ``sampler``'s order, so that the epoch travels with each
+    index to the data set's copy in a persistent worker."""
+
+    def __init__(self, sampler: DistributedSampler) -> None:
+        self.sampler = sampler
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return ((epoch, i) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class _AtEpoch(Dataset):
+    """``dataset[(epoch, i)]`` is sample ``i`` with the augmentations of ``epoch``
+    (:meth:`mess.data.SegmentationDataset.set_epoch`; data sets without it ignore the epoch)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return self.dataset[index]
 
 
 def _log_epoch(name: str, record: EpochRecord, epochs: int, show: bool) -> None:

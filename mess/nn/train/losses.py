@@ -8,6 +8,8 @@ temperature (Hinton et al., 2015).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -60,12 +62,46 @@ def distillation(
     Returns:
         A scalar tensor.
     """
-    t = temperature
-    log_q = F.log_softmax(logits.float() / t, dim=1)
-    log_p = F.log_softmax(teacher_logits.detach().float() / t, dim=1)
-    kl = (log_p.exp() * (log_p - log_q)).sum(1)  # [B, H, W]
-    count = mask.sum().clamp(min=1)
-    return (kl * mask).sum() / count * (t * t)
+    return Teacher.of(teacher_logits, mask, temperature).distillation(logits)
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """The teacher's side of the distillation term, computed once per batch: every exit of
+    a stage-2 step learns from the same final-exit logits.
+
+    Build with :meth:`of` (any mask) or :meth:`positive` (the teacher's right pixels).
+    """
+
+    log_p: torch.Tensor  # log softmax(t / T), float32 [B, C, H, W]
+    p: torch.Tensor  # its exp
+    mask: torch.Tensor  # bool [B, H, W]: pixels to distil
+    count: torch.Tensor  # mask.sum(), at least 1
+    temperature: float
+
+    @classmethod
+    def of(cls, teacher_logits: torch.Tensor, mask: torch.Tensor, temperature: float) -> Teacher:
+        log_p = F.log_softmax(teacher_logits.detach().float() / temperature, dim=1)
+        count = mask.sum().clamp(min=1)
+        return cls(log_p, log_p.exp(), mask, count, temperature)
+
+    @classmethod
+    def positive(
+        cls,
+        teacher_logits: torch.Tensor,
+        target: torch.Tensor,
+        temperature: float,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> Teacher:
+        mask = positive_mask(teacher_logits, target, ignore_index)
+        return cls.of(teacher_logits, mask, temperature)
+
+    def distillation(self, logits: torch.Tensor) -> torch.Tensor:
+        """:func:`distillation` of ``logits`` against this teacher."""
+        t = self.temperature
+        log_q = F.log_softmax(logits.float() / t, dim=1)
+        kl = (self.p * (self.log_p - log_q)).sum(1)  # [B, H, W]
+        return (kl * self.mask).sum() / self.count * (t * t)
 
 
 def positive_filtering_loss(
@@ -76,6 +112,7 @@ def positive_filtering_loss(
     temperature: float = 2.0,
     weight: float = 1.0,
     ignore_index: int = IGNORE_INDEX,
+    teacher: Teacher | None = None,
 ) -> torch.Tensor:
     """Stage-2 loss of one exit: ``CE(labels) + weight * T^2 * KL`` on the teacher's right pixels.
 
@@ -86,6 +123,8 @@ def positive_filtering_loss(
         temperature: distillation temperature ``T``.
         weight: weight of the distillation term (0: labels only).
         ignore_index: label of ignored pixels.
+        teacher: ``Teacher.positive(teacher_logits, target, temperature, ignore_index)``
+            computed once for many exits (then ``teacher_logits`` is not read again).
 
     Returns:
         A scalar tensor.
@@ -95,6 +134,7 @@ def positive_filtering_loss(
     """
     loss = cross_entropy(logits, target, ignore_index)
     if weight:
-        mask = positive_mask(teacher_logits, target, ignore_index)
-        loss = loss + weight * distillation(logits, teacher_logits, mask, temperature)
+        if teacher is None:
+            teacher = Teacher.positive(teacher_logits, target, temperature, ignore_index)
+        loss = loss + weight * teacher.distillation(logits)
     return loss

@@ -32,7 +32,7 @@ from mess.nn.train.common import (
     fit,
     upsample,
 )
-from mess.nn.train.losses import positive_filtering_loss
+from mess.nn.train.losses import Teacher, positive_filtering_loss
 from mess.space import FINAL
 
 log = logging.getLogger(__name__)
@@ -138,10 +138,14 @@ class Stage2:
             )
             assert final_logits is not None
             teacher = upsample(final_logits, size).float()
+            # The teacher's side of the distillation, once for every head of every group.
+            soft = (
+                Teacher.positive(teacher, masks, self.temperature) if self.distill_weight else None
+            )
         while True:
             group = self.heads_per_group
             try:
-                return self._train_heads(features, teacher, masks, backward, autocast)
+                return self._train_heads(features, teacher, soft, masks, backward, autocast)
             except torch.cuda.OutOfMemoryError:
                 if self._distributed or group <= 1:
                     raise
@@ -160,6 +164,7 @@ class Stage2:
         self,
         features: dict[int, torch.Tensor],
         teacher: torch.Tensor,
+        soft: Teacher | None,
         masks: torch.Tensor,
         backward: Callable[[torch.Tensor], None],
         autocast: Callable[[], contextlib.AbstractContextManager[Any]],
@@ -176,6 +181,7 @@ class Stage2:
                     masks,
                     temperature=self.temperature,
                     weight=self.distill_weight,
+                    teacher=soft,
                 )
                 for e in group
             ]
