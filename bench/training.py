@@ -86,10 +86,15 @@ NUM_CLASSES = 8
 
 
 def _supernet(
-    space: str, seed: int, model: str = "torchvision:resnet18", classes: int = NUM_CLASSES
+    space: str,
+    seed: int,
+    model: str = "torchvision:resnet18",
+    classes: int = NUM_CLASSES,
+    output_stride: int | None = None,
 ) -> Any:
     torch.manual_seed(seed)
-    return to_supernet(build_model(model, num_classes=classes), space=space)
+    built = build_model(model, num_classes=classes, output_stride=output_stride)
+    return to_supernet(built, space=space)
 
 
 def run_schemes(preset: Preset, *, seed: int = 0, progress: bool = True) -> list[dict[str, Any]]:
@@ -199,10 +204,18 @@ def _throughput_worker(
         queue.put({"mode": mode, "error": "out of memory"})
 
 
+def _one_head(exits: list[str], position: str) -> str:
+    """``position``'s ``crm1-b1-rdi0-fcn`` (the full space's choice), else its first head."""
+    preferred = f"{position}/crm1-b1-rdi0-fcn"
+    return (
+        preferred if preferred in exits else next(e for e in exits if e.startswith(position + "/"))
+    )
+
+
 def _throughput_step(mode: str, shape: ThroughputShape, steps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sn = _supernet("full", 0, shape.model, shape.classes).to(device)
+    sn = _supernet(shape.space, 0, shape.model, shape.classes, shape.output_stride).to(device)
     batch, size = shape.batch, shape.size
     g = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, *size, generator=g).to(device)
@@ -211,7 +224,7 @@ def _throughput_step(mode: str, shape: ThroughputShape, steps: int, threads: int
     exits = {
         "all": None,
         "all, 36 per step": None,
-        "one head": [f"{middle}/crm1-b1-rdi0-fcn"],
+        "one head": [_one_head(sn.early_exit_ids, middle)],
     }.get(mode)
     base = _peak_mb() if device.type == "cuda" else _rss_mb()
     cuda = device.type == "cuda"
@@ -275,6 +288,8 @@ class ThroughputShape:
     batch: int
     model: str = "torchvision:resnet18"
     classes: int = NUM_CLASSES
+    space: str = "full"
+    output_stride: int | None = None
 
 
 def run_throughput(
@@ -300,8 +315,9 @@ def print_throughput(rows: list[dict[str, Any]], shape: ThroughputShape) -> None
     size = shape.size
     devices = {r["device"] for r in by.values()}
     table = Table(
-        title=f"stage 2 step, {shape.model.rpartition(':')[2]} full space, {shape.classes} "
-        f"classes, {size[0]}x{size[1]}, batch {shape.batch}, {', '.join(devices)}"
+        title=f"stage 2 step, {shape.model.rpartition(':')[2]}, space {shape.space}, "
+        f"{shape.classes} classes, {size[0]}x{size[1]}, batch {shape.batch}, "
+        f"{', '.join(devices)}"
     )
     for col in ("mode", "heads", "per group", "s/step", "images/s", "peak MB", "MB before steps"):
         table.add_column(col, justify="left" if col == "mode" else "right")
@@ -344,6 +360,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="Timed throughput steps.")
     parser.add_argument("--model", default="torchvision:resnet18", help="Throughput model.")
     parser.add_argument("--classes", type=int, default=NUM_CLASSES, help="Throughput classes.")
+    parser.add_argument("--space", default="full", help="Throughput head space.")
+    parser.add_argument("--output-stride", type=int, help="Throughput backbone output stride.")
     parser.add_argument(
         "--mode",
         action="append",
@@ -361,7 +379,9 @@ def main() -> None:
     if args.stage2_throughput:
         h, w = (int(v) for v in args.size.lower().split("x"))
         modes = tuple(args.mode or THROUGHPUT_MODES)
-        shape = ThroughputShape((h, w), args.batch_size, args.model, args.classes)
+        shape = ThroughputShape(
+            (h, w), args.batch_size, args.model, args.classes, args.space, args.output_stride
+        )
         rows = run_throughput(shape, args.steps, args.threads, modes)
         print_throughput(rows, shape)
         if args.json:
