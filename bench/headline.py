@@ -44,6 +44,7 @@ import math
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -782,11 +783,19 @@ def run_headline(
     return summary
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse's "invalid int value: ..." for words
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_nonnegative_int = _int_at_least(0)
 
 
 def positive_float(text: str) -> float:
@@ -821,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--workers",
-        type=int,
+        type=_nonnegative_int,
         help="DataLoader workers for training instead of the preset's (not part of the digests)",
     )
     ap.add_argument(
@@ -839,14 +848,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {refusal}", file=sys.stderr)
         return 2
     workdir = args.workdir or ROOT / "bench" / "out" / f"headline-{args.preset}"
-    stages = {
+    overrides = {
         "stage1_epochs": args.stage1_epochs,
         "stage2_epochs": args.stage2_epochs,
         "stage2_lr": args.stage2_lr,
         "workers": args.workers,
     }
     if args.build_only:
-        demo = build(args.preset, workdir, console=console, **stages)
+        demo = build(args.preset, workdir, console=console, **overrides)
         console.print(
             f"built {workdir}: {', '.join(f'{k} {v:.0f} s' for k, v in demo.timings.items())}"
         )
@@ -863,7 +872,7 @@ def main(argv: list[str] | None = None) -> int:
             provider=args.provider,
             max_exits=args.max_exits,
             rounds=args.rounds,
-            **stages,
+            **overrides,
         )
     sys.stdout.flush()
     print(json.dumps(summary), flush=True)

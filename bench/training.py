@@ -200,7 +200,7 @@ def _throughput_worker(
 ) -> None:
     try:
         queue.put(_throughput_step(mode, shape, steps, threads))
-    except torch.cuda.OutOfMemoryError:  # "all" at the paper's scale may not fit: say so
+    except torch.cuda.OutOfMemoryError:  # even one head per group (stage 2 halves to it)
         queue.put({"mode": mode, "error": "out of memory"})
 
 

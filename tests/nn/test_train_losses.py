@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mess.nn.train.losses import (
+    Teacher,
     cross_entropy,
     distillation,
     positive_filtering_loss,
@@ -89,3 +90,19 @@ def test_no_gradient_flows_into_the_teacher():
     t.requires_grad_(True)
     positive_filtering_loss(s, t, y, temperature=2.0, weight=1.0).backward()
     assert t.grad is None and s.grad is not None
+
+
+def test_a_teacher_computed_once_gives_every_exit_the_same_loss_and_gradient_bit_for_bit():
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(2, 4, 8, 8, generator=g)
+    y = torch.randint(0, 4, (2, 8, 8), generator=g)
+    y[:, :2] = IGNORE
+    teacher = Teacher.positive(t, y, 2.0)
+    for _ in range(3):  # several exits share one Teacher, as in a stage-2 step
+        s = torch.randn(2, 4, 8, 8, generator=g)
+        fresh, shared = s.clone().requires_grad_(), s.clone().requires_grad_()
+        a = positive_filtering_loss(fresh, t, y, temperature=2.0, weight=0.7)
+        b = positive_filtering_loss(shared, t, y, temperature=2.0, weight=0.7, teacher=teacher)
+        a.backward()
+        b.backward()
+        assert torch.equal(a, b) and torch.equal(fresh.grad, shared.grad)

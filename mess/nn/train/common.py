@@ -421,7 +421,8 @@ def _fit(
             train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed
         )
     )
-    loader_rng = torch.Generator()
+    # Worker seeds (only unseeded randomness uses them), drawn once: the workers persist.
+    loader_rng = torch.Generator().manual_seed(config.seed * 100_003)
     loader = DataLoader(
         _AtEpoch(train_set),
         batch_size=config.batch_size,
@@ -470,8 +471,6 @@ def _fit(
     show = config.progress and ctx.is_main
     for epoch in range(start, config.epochs):
         sampler.set_epoch(epoch)
-        # Worker seeds (only unseeded randomness uses them): set when the workers start.
-        loader_rng.manual_seed(config.seed * 100_003 + epoch)
         stage.train_mode()
         total, count = 0.0, 0
         bar = _progress(

@@ -138,7 +138,7 @@ class Stage2:
             )
             assert final_logits is not None
             teacher = upsample(final_logits, size).float()
-            # The teacher's side of the distillation, once for every head of every group.
+        with torch.no_grad():  # the teacher's side of the distillation, once for every head
             soft = (
                 Teacher.positive(teacher, masks, self.temperature) if self.distill_weight else None
             )
