@@ -24,9 +24,9 @@ mIoU in [0, 1]; ``latency_ms`` is the mean; ``gflops`` the mean over the test im
 each one took. Goals (the paper's headline): at the same accuracy >= 2.83x lower latency, at the
 same cost >= +5.33 pp mIoU.
 
-    python bench/headline.py --preset small   # 2-core CPU: ~100 min cold (est.), 2 min reused
+    python bench/headline.py --preset small   # 2-core CPU: 2 h 15 min cold, 42 s reused
     python bench/headline.py --preset paper            # needs a GPU (--force to try without)
-    python bench/headline.py --preset small --stage2-epochs 48  # stage 1 reused, stage 2 rebuilt
+    python bench/headline.py --preset small --stage2-epochs 32  # stage 1 reused, stage 2 rebuilt
 
 Train on one machine, measure on another: ``--build-only`` stops after the build; copy the
 work folder's ``supernet.pt`` and ``digests.json`` to the target and run there (calibration and
