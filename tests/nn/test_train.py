@@ -174,7 +174,34 @@ def test_stage2_step_out_of_gpu_memory_halves_its_groups_and_trains_the_same(
     heads = len(sn.early_exit_ids)  # 16: all at once, then 8, then groups of 4 from then on
     assert sizes == [heads, heads // 2, *[4] * 4, *[4] * 4]
     assert "out of GPU memory with 16 heads per group; 8 from now on" in caplog.text
-    # The failed tries left no gradient behind: the weights are those of one clean step.
+    # The weights are those of a clean run (the retries changed only the grouping).
+    sa, sb = _state(reference), _state(sn)
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=1e-5, atol=1e-6)
+
+
+def test_a_step_out_of_memory_after_a_group_s_backward_drops_its_partial_gradients(
+    base, data, monkeypatch
+):
+    # Groups of 8: the first group's backward has run when the second runs out of memory.
+    # The retry goes on from the failed group: run again, the first 8 heads would learn twice
+    # and their BN statistics see the batch twice (what the first version of the retry did).
+    from mess.nn.train.stage2 import ExitBank
+
+    reference = copy.deepcopy(base)
+    train_stage2(reference, data, config=_config(), heads_per_step=8)
+    forward, calls = ExitBank.forward, []
+
+    def second_group_fails_once(self, features, exits, size):
+        calls.append(len(exits))
+        if len(calls) == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(self, features, exits, size)
+
+    monkeypatch.setattr(ExitBank, "forward", second_group_fails_once)
+    sn = copy.deepcopy(base)
+    train_stage2(sn, data, config=_config(), heads_per_step=8)
+    assert calls[:6] == [8, 8, 4, 4, 4, 4]
     sa, sb = _state(reference), _state(sn)
     for k in sa:
         torch.testing.assert_close(sa[k], sb[k], rtol=1e-5, atol=1e-6)

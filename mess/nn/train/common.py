@@ -578,11 +578,3 @@ def upsample(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     if tuple(logits.shape[-2:]) == tuple(size):
         return logits
     return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
-
-
-def batches(items: Sequence[str], size: int) -> Iterator[list[str]]:
-    """``items`` in consecutive groups of ``size`` (``size <= 0``: one group)."""
-    if size <= 0:
-        size = max(len(items), 1)
-    for i in range(0, len(items), size):
-        yield list(items[i : i + size])

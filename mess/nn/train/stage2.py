@@ -5,9 +5,9 @@ move). Each batch runs the backbone once, without gradients, up to the final exi
 candidate head then trains on the shared features with positive filtering distillation
 (:func:`mess.nn.train.losses.positive_filtering_loss`). ``heads_per_step`` splits the heads into
 groups that run forward and backward one after the other, for memory; the backbone pass is
-still shared by all groups. The optimiser steps once per batch. A step that runs out of GPU
-memory is run again with groups half as large (single process; the heads are independent, so
-the gradients do not depend on the grouping).
+still shared by all groups. The optimiser steps once per batch. A group that runs out of GPU
+memory is run again in halves, and later steps keep the smaller groups (single process; the
+heads are independent, so the gradients do not depend on the grouping).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from mess.nn.train.common import (
     Distributed,
     EpochRecord,
     TrainConfig,
-    batches,
     fit,
     upsample,
 )
@@ -142,26 +141,40 @@ class Stage2:
             soft = (
                 Teacher.positive(teacher, masks, self.temperature) if self.distill_weight else None
             )
-        while True:
-            group = self.heads_per_group
+        pending = list(self.exits or ())
+        total = 0.0
+        while pending:
+            n = self.heads_per_group
+            group = pending[:n]
             try:
-                return self._train_heads(features, teacher, soft, masks, backward, autocast)
+                total += self._train_group(
+                    group, features, teacher, soft, masks, backward, autocast
+                )
             except torch.cuda.OutOfMemoryError:
-                if self._distributed or group <= 1:
+                if self._distributed or n <= 1:
                     raise
-            # Outside the handler, so that the failed try's tensors are freed first.
-            for p in self.parameters():
-                p.grad = None  # its partial gradients
+            else:
+                pending = pending[n:]
+                continue
+            # Outside the handler, so that the failed try's tensors are freed first. The groups
+            # done keep their gradients; the failed one is run again from no gradient, in
+            # halves. (Stopped mid-way, its BN statistics have seen this batch once more and its
+            # dropout draws differ from a clean run's.)
+            for e in group:
+                for p in self.supernet.exit_head(e).parameters():
+                    p.grad = None
             torch.cuda.empty_cache()
-            self._group = group // 2
+            self._group = n // 2
             log.warning(
                 "stage 2: out of GPU memory with %d heads per group; %d from now on",
-                group,
+                n,
                 self._group,
             )
+        return total / max(len(self.exits or ()), 1)
 
-    def _train_heads(
+    def _train_group(
         self,
+        group: list[str],
         features: dict[int, torch.Tensor],
         teacher: torch.Tensor,
         soft: Teacher | None,
@@ -169,27 +182,24 @@ class Stage2:
         backward: Callable[[torch.Tensor], None],
         autocast: Callable[[], contextlib.AbstractContextManager[Any]],
     ) -> float:
-        size = masks.shape[-2:]
-        total, count = 0.0, 0
-        for group in batches(list(self.exits or ()), self._group):
-            with autocast():
-                out = self.bank(features, group, size)
-            losses = [
-                positive_filtering_loss(
-                    out[e],
-                    teacher,
-                    masks,
-                    temperature=self.temperature,
-                    weight=self.distill_weight,
-                    teacher=soft,
-                )
-                for e in group
-            ]
-            # A sum: each head gets its own loss's gradient, whatever the group size.
-            loss = torch.stack(losses).sum()
-            backward(loss)
-            total, count = total + float(loss.detach()), count + len(group)
-        return total / max(count, 1)
+        """Forward and backward of one group of heads; the sum of their losses."""
+        with autocast():
+            out = self.bank(features, group, masks.shape[-2:])
+        losses = [
+            positive_filtering_loss(
+                out[e],
+                teacher,
+                masks,
+                temperature=self.temperature,
+                weight=self.distill_weight,
+                teacher=soft,
+            )
+            for e in group
+        ]
+        # A sum: each head gets its own loss's gradient, whatever the group size.
+        loss = torch.stack(losses).sum()
+        backward(loss)
+        return float(loss.detach())
 
     def val_exits(self) -> list[str]:
         return [*(self.exits or []), FINAL]
