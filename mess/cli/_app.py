@@ -45,24 +45,17 @@ def _root(
 
 
 def main() -> None:
-    """Console-script entry point: one clear line for user errors, never a traceback."""
+    """Console-script entry point: one clear line for user errors, never a traceback.
+
+    Usage errors (a missing or unknown option, a bad value, an unknown command) are left to
+    typer's own standalone handling, which prints its usage box and exits 2, whichever click
+    it bundles (typer 0.23 and later vendor their own, whose exceptions are not click's).
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(exc.code) from None
-    except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        raise SystemExit(130) from None
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        raise
 
 
 def parse_size(text: str) -> tuple[int, int]:
