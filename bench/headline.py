@@ -199,7 +199,8 @@ def profile_machine(
     Returns:
         ``(mess-costs v1 table in ms, record)``; ``record`` has the context and seconds.
     """
-    from mess.bundle import read_bundle, sha256_file
+    from mess.bundle import read_bundle
+    from mess.fileio import sha256_file
     from mess.timings import costs_from_timings
     from profilers.measure import device_attributes, measure_parts, measurement_context
 

@@ -34,10 +34,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mess.fileio import atomic_write, sha256_file
+from mess.space import FINAL
+from mess.stats import IGNORE_INDEX
+
 FORMAT = "mess-bundle"
 VERSION = 1
 MANIFEST = "manifest.json"
-FINAL = "final"
 _CHUNK = 1 << 20
 _SHA256 = r"^[0-9a-f]{64}$"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same content, same bundle digest
@@ -159,7 +162,7 @@ class Manifest(_Strict):
     source: dict[str, Any] = Field(default_factory=dict)
     num_classes: int = Field(ge=1, le=65535)
     class_names: list[str] = Field(default_factory=list)
-    ignore_index: int = 255
+    ignore_index: int = IGNORE_INDEX
     normalization: Normalization
     input_size: tuple[int, int]
     positions: list[Position] = Field(min_length=1)
@@ -265,22 +268,6 @@ def _check_member_name(name: str) -> None:
         raise ValueError(f"archive member {name!r}: '..' is not allowed")
     if not _MEMBER.match(name):
         raise ValueError(f"archive member {name!r}: not a plain relative file path")
-
-
-def sha256_file(path: str | Path) -> str:
-    """sha256 hex digest of a file, read in chunks.
-
-    Args:
-        path: the file.
-
-    Returns:
-        64 lowercase hex digits.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_entries(zf: zipfile.ZipFile, limits: BundleLimits) -> dict[str, zipfile.ZipInfo]:
@@ -567,19 +554,10 @@ def write_bundle(
     text = json.dumps(raw, indent=1, sort_keys=True).encode()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for member, blob in [(MANIFEST, text), *sorted(data.items())]:
-                    info = zipfile.ZipInfo(member, date_time=_ZIP_TIME)
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    info.external_attr = (stat.S_IFREG | 0o644) << 16
-                    zf.writestr(info, blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for member, blob in [(MANIFEST, text), *sorted(data.items())]:
+            info = zipfile.ZipInfo(member, date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            zf.writestr(info, blob)
     return sha256_file(path)

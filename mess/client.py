@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from mess.fileio import atomic_write
+
 
 class ClientError(Exception):
     """The server refused a request (or could not be reached): one readable message."""
@@ -147,21 +149,18 @@ class MessClient:
     def download(self, path: str, output: str | Path) -> int:
         """Stream a binary resource to ``output`` (atomically); returns its size."""
         output = Path(output)
-        tmp = output.with_name(output.name + ".part")
         size = 0
         try:
             with self._http.stream("GET", path) as response:
                 if response.status_code >= 400:
                     response.read()
                     self._raise(response, "GET", path)
-                with open(tmp, "wb") as fh:
+                with atomic_write(output) as fh:
                     for chunk in response.iter_bytes():
                         fh.write(chunk)
                         size += len(chunk)
         except httpx.HTTPError as exc:
-            tmp.unlink(missing_ok=True)
             raise ClientError(f"cannot reach {self._http.base_url}: {exc}") from None
-        tmp.replace(output)
         return size
 
     def _raise(self, response: httpx.Response, method: str, url: str) -> None:

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mess.fileio import atomic_write
 from mess.space import FINAL
 
 if TYPE_CHECKING:
@@ -239,14 +238,8 @@ def load_costs(path: str | Path) -> CostTable:
 
 
 def save_costs(table: CostTable, path: str | Path) -> None:
-    """Validate and write ``table`` atomically (a temporary file, then ``os.replace``)."""
+    """Validate and write ``table`` atomically (:func:`mess.fileio.atomic_write`)."""
     validate_costs(table)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(table.to_json(), fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        json.dump(table.to_json(), fh, indent=1)

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mess.stats import IGNORE_INDEX, miou_from_sums
+
 
 @dataclass
 class Evaluation:
@@ -43,12 +45,11 @@ class Evaluation:
         }
 
 
-def miou_from_counts(intersection: np.ndarray, union: np.ndarray) -> tuple[float, list]:
-    """Mean IoU over classes with ``union > 0``, and the per-class IoU (None where empty)."""
-    present = union > 0
-    ious = np.where(present, intersection / np.maximum(union, 1), np.nan)
-    per_class = [None if np.isnan(v) else float(v) for v in ious]
-    return (float(np.nanmean(ious)) if present.any() else 0.0), per_class
+def class_ious(intersection: np.ndarray, union: np.ndarray) -> list[float | None]:
+    """Per-class IoU, None for a class with ``union == 0`` (the mean is :func:`miou_from_sums`)."""
+    return [
+        float(i) / float(u) if u > 0 else None for i, u in zip(intersection, union, strict=True)
+    ]
 
 
 def evaluate_model(
@@ -56,7 +57,7 @@ def evaluate_model(
     samples: Iterable[tuple[np.ndarray, np.ndarray]],
     *,
     num_classes: int,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     threads: int = 1,
     warmup: int = 3,
     progress: Callable[[int], None] | None = None,
@@ -107,6 +108,6 @@ def evaluate_model(
         if progress is not None:
             progress(1)
     union = pred_count + target_count - inter
-    miou, per_class = miou_from_counts(inter, union)
+    miou, per_class = miou_from_sums(inter, union), class_ious(inter, union)
     k = max(exits) + 1 if exits else 0
     return Evaluation(miou, per_class, [exits.get(i, 0) for i in range(k)], latency)

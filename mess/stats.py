@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -28,7 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from mess.fileio import atomic_write
 from mess.space import FINAL
+
+# Label value of pixels that count for no class (Cityscapes, VOC and mess-synth use 255).
+IGNORE_INDEX = 255
 
 FORMAT = "mess-stats"
 VERSION = 1
@@ -294,7 +296,7 @@ def load_stats(path: str | Path) -> Stats:
 
 
 def save_stats(stats: Stats, path: str | Path) -> None:
-    """Validate and write ``stats`` atomically (a temporary file, then ``os.replace``).
+    """Validate and write ``stats`` atomically (:func:`mess.fileio.atomic_write`).
 
     Args:
         stats: the statistics.
@@ -302,21 +304,15 @@ def save_stats(stats: Stats, path: str | Path) -> None:
     """
     validate_stats(stats)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                meta=np.array(json.dumps(stats.meta)),
-                intersection=stats.intersection,
-                predicted=stats.predicted,
-                target=stats.target,
-                confidence=stats.confidence,
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        np.savez_compressed(
+            fh,
+            meta=np.array(json.dumps(stats.meta)),
+            intersection=stats.intersection,
+            predicted=stats.predicted,
+            target=stats.target,
+            confidence=stats.confidence,
+        )
 
 
 def miou_from_sums(intersection: np.ndarray, union: np.ndarray) -> float:

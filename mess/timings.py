@@ -10,8 +10,9 @@ import math
 import statistics
 from typing import Any
 
-from mess.bundle import FINAL, Manifest, head_part, policy_part, segment_part, upsample_part
+from mess.bundle import Manifest, head_part, policy_part, segment_part, upsample_part
 from mess.costs import CostsError
+from mess.space import FINAL
 
 
 def costs_from_timings(manifest: Manifest, timings: dict[str, list[float]]) -> dict[str, Any]:

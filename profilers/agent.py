@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from mess.fileio import write_bytes_atomic
 from profilers.measure import (
     Timing,
     device_attributes,
@@ -163,9 +164,7 @@ class Agent:
         if hashlib.sha256(data).hexdigest() != sha256:
             raise AgentError(f"part {name} does not match its sha256")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        write_bytes_atomic(path, data)
         return data
 
     # ------------------------------------------------------------------ jobs

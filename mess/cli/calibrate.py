@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from mess.cli._app import UserError, app, parse_size
+from mess.fileio import write_text_atomic
 
 
 def _load(supernet: Path) -> Any:
@@ -25,9 +26,7 @@ def write_costs(supernet: Path, input_size: tuple[int, int], output: Path) -> di
     from mess.nn.costs import gflops_table
 
     table = gflops_table(_load(supernet), input_size)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(json.dumps(table, indent=1))
-    tmp.replace(output)
+    write_text_atomic(output, json.dumps(table, indent=1))
     return table
 
 

@@ -31,9 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from mess.stats import IGNORE_INDEX
+
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
 CITYSCAPES_CLASSES = (
     "road",
     "sidewalk",

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from mess.data.folders import CITYSCAPES_CLASSES, IGNORE_INDEX
+from mess.fileio import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -332,9 +333,7 @@ def write_folder(
         "difficulty": difficulties,
     }
     # meta.json last and atomically: an interrupted run never looks like a complete cache.
-    tmp = meta_path.with_name("meta.json.tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    tmp.replace(meta_path)
+    write_text_atomic(meta_path, json.dumps(meta, indent=1))
     return out
 
 

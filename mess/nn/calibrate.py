@@ -19,9 +19,9 @@ from mess.nn.normalize import Normalize
 from mess.nn.policy import image_scores
 from mess.nn.supernet import Supernet
 from mess.space import FINAL
+from mess.stats import IGNORE_INDEX
 
 DEFAULT_PIXEL_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
-IGNORE_INDEX = 255
 
 
 def confusion_counts(

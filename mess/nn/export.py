@@ -31,10 +31,11 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper
 from torch import nn
 
-from mess.bundle import FINAL, head_part, policy_part, segment_part, upsample_part
+from mess.bundle import head_part, policy_part, segment_part, upsample_part
 from mess.nn.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
 from mess.nn.policy import image_scores
 from mess.nn.supernet import Supernet
+from mess.space import FINAL
 
 log = logging.getLogger(__name__)
 OPSET = 17

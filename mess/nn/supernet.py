@@ -25,6 +25,7 @@ from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.lraspp import LRASPPHead
 
+from mess.fileio import atomic_write
 from mess.nn.heads import ExitHead, HeadWidths
 from mess.nn.models import (
     BLOCK_TYPES,
@@ -265,9 +266,8 @@ class Supernet(nn.Module):
         payload = {"format": FORMAT, "version": VERSION, "manifest": json.dumps(manifest)}
         payload["state_dict"] = state  # type: ignore[assignment]
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
+        with atomic_write(path) as fh:
+            torch.save(payload, fh)
         return digest
 
 

@@ -22,7 +22,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from mess.bundle import FINAL, head_part, policy_part, segment_part, upsample_part
+from mess.bundle import head_part, policy_part, segment_part, upsample_part
+from mess.space import FINAL
 
 
 class AssemblyError(ValueError):

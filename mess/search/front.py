@@ -12,14 +12,13 @@ dimensional front of the ``pareto`` objective (:meth:`ParetoFront.front_2d`).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from mess.fileio import atomic_write
 from mess.search.configuration import Configuration, ExitRule
 from mess.search.kernels import pareto_sweep
 from mess.space import FINAL
@@ -315,37 +314,31 @@ class ParetoFront:
     def save(self, path: str | Path) -> None:
         """Write the front atomically: JSON for a ``.json`` path, else ``.npz``."""
         path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                if path.suffix == ".json":
-                    body = {
-                        **self._header(),
-                        "points": {
-                            "exp": self.exp.tolist(),
-                            "worst": self.worst.tolist(),
-                            "miou": self.miou.tolist(),
-                            "p90": self.p90.tolist(),
-                            "ranks": self.ranks.tolist(),
-                            "counts": self.counts.tolist(),
-                        },
-                    }
-                    fh.write(json.dumps(body).encode())
-                else:
-                    np.savez_compressed(
-                        fh,
-                        header=np.array(json.dumps(self._header())),
-                        exp=self.exp,
-                        worst=self.worst,
-                        miou=self.miou,
-                        p90=self.p90,
-                        ranks=self.ranks,
-                        counts=self.counts,
-                    )
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as fh:
+            if path.suffix == ".json":
+                body = {
+                    **self._header(),
+                    "points": {
+                        "exp": self.exp.tolist(),
+                        "worst": self.worst.tolist(),
+                        "miou": self.miou.tolist(),
+                        "p90": self.p90.tolist(),
+                        "ranks": self.ranks.tolist(),
+                        "counts": self.counts.tolist(),
+                    },
+                }
+                fh.write(json.dumps(body).encode())
+            else:
+                np.savez_compressed(
+                    fh,
+                    header=np.array(json.dumps(self._header())),
+                    exp=self.exp,
+                    worst=self.worst,
+                    miou=self.miou,
+                    p90=self.p90,
+                    ranks=self.ranks,
+                    counts=self.counts,
+                )
 
     @classmethod
     def load(cls, path: str | Path) -> ParetoFront:

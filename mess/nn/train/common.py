@@ -26,14 +26,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from mess.fileio import atomic_write
 from mess.nn.normalize import Normalize
 from mess.nn.supernet import Supernet
+from mess.stats import IGNORE_INDEX, miou_from_sums
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "mess-train-checkpoint"
 CHECKPOINT_VERSION = 1
-IGNORE_INDEX = 255
 POLY_POWER = 0.9
 # Settings a resumed run must share with the run that wrote the checkpoint.
 _RESUME_KEYS = ("epochs", "batch_size", "lr", "optimizer", "seed", "momentum", "weight_decay")
@@ -183,11 +184,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def poly_scheduler(
     optimizer: torch.optim.Optimizer, total_iters: int, power: float = POLY_POWER
-) -> torch.optim.lr_scheduler.LambdaLR:
+) -> torch.optim.lr_scheduler.PolynomialLR:
     """``lr * (1 - it / total) ** power``, stepped once per iteration."""
-    total = max(total_iters, 1)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: max(0.0, 1.0 - it / total) ** power
+    return torch.optim.lr_scheduler.PolynomialLR(
+        optimizer, total_iters=max(total_iters, 1), power=power
     )
 
 
@@ -214,13 +214,9 @@ def confusion_matrix(
 
 def miou_from_confusion(confusion: torch.Tensor) -> float:
     """Mean IoU over classes present in labels or predictions (``union > 0``), in [0, 1]."""
-    c = confusion.double()
-    inter = c.diag()
-    union = c.sum(0) + c.sum(1) - inter
-    present = union > 0
-    if not present.any():
-        return 0.0
-    return float((inter[present] / union[present]).mean())
+    counts = confusion.to(torch.int64).cpu().numpy()
+    inter = np.diag(counts)
+    return miou_from_sums(inter, counts.sum(0) + counts.sum(1) - inter)
 
 
 @torch.no_grad()
@@ -326,9 +322,8 @@ def checkpoint_path(output: str | Path) -> Path:
 
 
 def _save(payload: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # a crash mid-write never leaves a truncated checkpoint
+    with atomic_write(path) as fh:  # a crash mid-write never leaves a truncated checkpoint
+        torch.save(payload, fh)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

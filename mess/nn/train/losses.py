@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = 255
+from mess.stats import IGNORE_INDEX
 
 
 def cross_entropy(
