@@ -20,8 +20,8 @@ FROM base AS build-agent
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY mess mess
-COPY service service
 COPY profilers profilers
+# the core and the agent only: no service code, no numba, torch or matplotlib
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install '.[agent]'
 
 FROM base AS service

@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-all lint format bench clean
 
-# mypy covers the torch-free core, the service and the agent.
+# mypy covers the torch-free core, the service and the agent; lint-imports checks the layers
+# (pyproject.toml, [tool.importlinter]).
 TYPED := mess/__init__.py mess/space.py mess/policy.py mess/stats.py mess/costs.py \
 	mess/bundle.py mess/timings.py mess/evaluate.py mess/client.py mess/onnx mess/search service profilers
 
@@ -23,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(TYPED)
+	$(BIN)/lint-imports --no-cache
 
 test: lint
 	$(BIN)/python -m pytest -q -m "not slow and not gpu" ; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc

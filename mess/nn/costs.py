@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
+from mess.nn.supernet import Supernet, build_supernet
+from mess.policy import policy_flops
 from mess.space import FINAL
 
 
@@ -66,8 +69,6 @@ def part_costs(supernet: nn.Module, input_size: tuple[int, int]) -> dict[str, di
         to ``p`` and the ``final`` segment from the last position to the original head, and
         ``heads["final"]`` is the original head with its upsampling.
     """
-    from mess.nn.supernet import Supernet, build_supernet
-
     assert isinstance(supernet, Supernet)
     with torch.device("meta"):
         twin = build_supernet(supernet.manifest())
@@ -105,8 +106,6 @@ def part_costs(supernet: nn.Module, input_size: tuple[int, int]) -> dict[str, di
 
 def model_flops(model: nn.Module, input_size: tuple[int, int]) -> int:
     """FLOPs of one forward of ``model`` counted by ``FlopCounterMode`` (the reference)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     h, w = input_size
     x = torch.zeros(1, 3, h, w)
     was_training = model.training
@@ -126,9 +125,6 @@ def gflops_table(
     ``policy`` is an estimate of the elementwise work of one exit decision
     (:func:`mess.policy.policy_flops`) at the head's resolution.
     """
-    from mess.nn.supernet import Supernet
-    from mess.policy import policy_flops
-
     assert isinstance(supernet, Supernet)
     parts = part_costs(supernet, input_size)
     h, w = input_size

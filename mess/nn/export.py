@@ -15,7 +15,9 @@ Parts (fixed input size ``H x W``, batch 1), named as in the bundle manifest:
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import tempfile
 import warnings
@@ -31,11 +33,13 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper
 from torch import nn
 
-from mess.bundle import head_part, policy_part, segment_part, upsample_part
+from mess.bundle import head_part, policy_part, segment_part, upsample_part, write_bundle
+from mess.nn.costs import gflops_table
 from mess.nn.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
 from mess.nn.policy import image_scores
 from mess.nn.supernet import Supernet
 from mess.space import FINAL
+from mess.stats import load_stats
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -125,7 +129,7 @@ def _to_onnx(
 
 def check_parity(part: Part, args: Sequence[torch.Tensor], expected: torch.Tensor) -> float:
     """Run a part in onnxruntime; raise unless it matches PyTorch (1e-4 relative)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: only the parity check needs it
 
     model = onnx.load_from_string(part.model)
     onnx.checker.check_model(model, full_check=True)
@@ -296,13 +300,6 @@ def export_bundle(
     Returns:
         The manifest.
     """
-    import hashlib
-    import json
-
-    from mess.bundle import write_bundle
-    from mess.nn.costs import gflops_table
-    from mess.stats import load_stats
-
     stats = load_stats(stats_path)
     digest = supernet.digest()
     if stats.meta.get("supernet") != digest:
@@ -363,6 +360,4 @@ def export_bundle(
 
 
 def _sha(data: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(data).hexdigest()

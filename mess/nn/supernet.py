@@ -247,12 +247,6 @@ class Supernet(nn.Module):
             out[eid] = logits
         return out
 
-    def infer(self, image: torch.Tensor, configuration: dict[str, Any]) -> tuple[torch.Tensor, int]:
-        """``(logits, exit index)`` of one image under a configuration (MESS policy)."""
-        from mess.nn.runtime import infer
-
-        return infer(self, image, configuration)
-
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> str:
         """Save weights and manifest to one file (a dict loadable with ``weights_only``).

@@ -10,14 +10,14 @@ from __future__ import annotations
 from mess.search.api import compute_front, resolve, search
 from mess.search.configuration import Configuration, ExitRule
 from mess.search.front import FrontPoint, NoFeasibleConfiguration, ParetoFront
-from mess.search.result import SearchResult
-from mess.search.space import (
+from mess.search.problem import (
     DEFAULT_IMAGE_THRESHOLDS,
     Metrics,
     Problem,
     SearchSpace,
     evaluate,
 )
+from mess.search.result import SearchResult
 
 __all__ = [
     "DEFAULT_IMAGE_THRESHOLDS",

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from mess.costs import CostTable
+from mess.search.blas import cuda_available
 from mess.search.engine import run
 from mess.search.front import Objective, ParetoFront
 from mess.search.kernels import HAVE_NUMBA
+from mess.search.problem import Problem, SearchSpace
 from mess.search.result import SearchResult
-from mess.search.space import Problem, SearchSpace
 from mess.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -27,36 +26,32 @@ OBJECTIVES = ("max-accuracy", "min-cost", "pareto")
 def resolve(device: str = "auto", backend: str = "auto") -> tuple[str, str]:
     """Resolve ``(device, backend)``.
 
-    ``auto`` picks CUDA only where an NVIDIA driver is present and torch sees a GPU (torch
-    is not imported otherwise); on the CPU the numba kernel when numba is installed, else
-    numpy.
+    ``auto`` never picks an engine slower than numba on the CPU: the numba kernel when numba
+    is installed, else numpy, both on the CPU. The torch engine runs only when asked for
+    (``device="cuda"`` or ``backend="torch"``), as it has not been measured faster (see
+    ``bench/RESULTS.md``); ``backend="torch"`` with ``device="auto"`` takes CUDA where an
+    NVIDIA driver is present and torch sees a GPU (torch is not imported otherwise), else
+    runs on CPU tensors.
 
     Raises:
-        ValueError: an unknown name, or CUDA asked for without torch or a GPU.
+        ValueError: an unknown name, a CPU backend asked for on CUDA, or numba asked for
+            without numba installed.
     """
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
     if backend not in ("auto", "numba", "numpy", "torch"):
         raise ValueError(f"backend must be auto, numba, numpy or torch, got {backend!r}")
-    if device == "auto":
-        device = "cpu"
-        if os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi"):
-            try:
-                import torch
-
-                if torch.cuda.is_available():
-                    device = "cuda"
-            except ImportError:
-                pass
     if device == "cuda":
         if backend not in ("auto", "torch"):
             raise ValueError(f"backend {backend!r} runs on the CPU only")
         return device, "torch"
+    if backend == "torch":
+        return ("cuda" if device == "auto" and cuda_available() else "cpu"), backend
     if backend == "auto":
         backend = "numba" if HAVE_NUMBA else "numpy"
     if backend == "numba" and not HAVE_NUMBA:
         raise ValueError("backend 'numba' needs numba (pip install 'mess[fast]')")
-    return device, backend
+    return "cpu", backend
 
 
 def compute_front(
@@ -111,7 +106,7 @@ def search(
     backend: Backend = "auto",
     threads: int | None = None,
 ) -> SearchResult:
-    """Exact exhaustive search for the best configuration (DESIGN sections 8 and 9).
+    """Exact exhaustive search for the best configuration (docs/DESIGN.md, "Search").
 
     Args:
         stats: exit statistics.

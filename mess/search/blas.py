@@ -12,20 +12,34 @@ the rows of the 0/1 matrix ``A_j = [m <= j]``, and
 
 The products hold integer sums: they are computed in float32 where every partial sum stays
 below 2**24 (exact), else in float64, and rounded back to int64 before the canonical mIoU
-and cost arithmetic. ``torch`` runs wherever its device is (CUDA when the search resolves
-to it); it is imported only here, inside :func:`run_blas`.
+and cost arithmetic. ``torch`` runs wherever its device is (CUDA when the search is asked
+for it); it is an optional dependency of the torch-free core, so it is imported only here,
+inside the functions that need it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import os
+import shutil
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from mess.search.engine import Collector, Pass, Prepared, _Progress
+from mess.search.collector import Collector, Progress
+from mess.search.passes import Pass, Prepared, kernel_ranks
 
 _BATCH_ELEMENTS = 1 << 23  # floats per product result in one batch
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device; torch is imported only where an NVIDIA driver is."""
+    if not (os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi")):
+        return False
+    try:
+        import torch  # lazy: the core runs without torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 class _Ops:
@@ -38,7 +52,7 @@ class _Ops:
         self.f64: Any
         self.small: Any
         if backend == "torch":
-            import torch
+            import torch  # lazy: the core runs without torch
 
             self.torch = torch
             self.device = torch.device(device)
@@ -113,7 +127,7 @@ class _States:
 
 class _Runner:
     def __init__(
-        self, prep: Prepared, ps: Pass, collector: Collector, bar: _Progress, ops: _Ops
+        self, prep: Prepared, ps: Pass, collector: Collector, bar: Progress, ops: _Ops
     ) -> None:
         self.prep, self.ps, self.col, self.bar, self.ops = prep, ps, collector, bar, ops
         sp = prep.space
@@ -237,7 +251,7 @@ class _Runner:
         row, j = np.divmod(idx, g)
         out_i = rows[row].copy()
         out_i[:, -1] = j
-        ranks = _ranks(self.ps, out_i, self.depth + 2)
+        ranks = kernel_ranks(self.ps, out_i, self.depth + 2)
         self.col.add(
             o.get(exp.reshape(-1))[idx],
             o.get(worst_g.reshape(-1))[idx],
@@ -368,14 +382,8 @@ def _slice(st: _States, a: int, b: int, o: _Ops) -> _States:
     )
 
 
-def _ranks(ps: Pass, out_i: np.ndarray, width: int) -> np.ndarray:
-    from mess.search.engine import kernel_ranks
-
-    return kernel_ranks(ps, out_i, width)
-
-
 def run_blas(
-    prep: Prepared, collector: Collector, bar: _Progress, *, backend: str, device: str
+    prep: Prepared, collector: Collector, bar: Progress, *, backend: str, device: str
 ) -> None:
     """Walk every pass of ``prep``'s space with batched products (numpy or torch).
 

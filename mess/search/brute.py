@@ -1,7 +1,7 @@
 """The naive reference: every configuration evaluated one by one with :func:`evaluate`.
 
-Answers come straight from the definitions of DESIGN section 9, with no front, no bins and
-no shared sums, so that the fast engine can be checked against it on small spaces.
+Answers come straight from the definitions (docs/DESIGN.md, "Search"), with no front, no
+bins and no shared sums, so that the fast engine can be checked against it on small spaces.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mess.search.front import FrontPoint, NoFeasibleConfiguration, Objective
-from mess.search.space import Metrics, Rank, SearchSpace
+from mess.search.problem import Metrics, Rank, SearchSpace
 
 
 @dataclass

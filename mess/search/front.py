@@ -4,7 +4,7 @@ The stored front is exact for every query :func:`mess.search.search` answers, wo
 budgets included: it keeps each configuration that no other beats in (expected cost, worst
 cost, mIoU), where a configuration with the same expected cost and mIoU beats another only
 if it also has a smaller rank (the tie order: fewer exits, then the canonical order of
-:mod:`mess.search.space`). The optimum of any ``max-accuracy`` or ``min-cost`` query, with or
+:mod:`mess.search.problem`). The optimum of any ``max-accuracy`` or ``min-cost`` query, with or
 without a worst-cost budget, is always among these points, and so is the plain two-
 dimensional front of the ``pareto`` objective (:meth:`ParetoFront.front_2d`).
 """
@@ -164,13 +164,6 @@ class ParetoFront:
     def __len__(self) -> int:
         return len(self.exp)
 
-    @classmethod
-    def compute(cls, stats: Any, costs: Any, **options: Any) -> ParetoFront:
-        """Evaluate a whole space once (:func:`mess.search.compute_front`'s options)."""
-        from mess.search.api import compute_front
-
-        return compute_front(stats, costs, **options)
-
     # decoding ---------------------------------------------------------------------------
     def configuration(self, i: int) -> Configuration:
         """The configuration of point ``i``."""
@@ -247,7 +240,7 @@ class ParetoFront:
             worst_budget: optional worst-cost budget.
 
         Returns:
-            The optimal :class:`FrontPoint` under the tie rules of DESIGN section 9.
+            The optimal :class:`FrontPoint` under the tie rules of docs/DESIGN.md, "Search".
 
         Raises:
             NoFeasibleConfiguration: nothing meets the constraints.

@@ -15,7 +15,7 @@ samples for all ``j`` come from difference arrays over ``j`` and one cumulative 
 
 ``X`` rows hold ``[intersection (C), predicted (C), 1]`` per sample (the final exit's count
 column is 0, so the fused column counts the samples leaving at ``r``). Each configuration's
-mIoU, expected and worst cost use the canonical arithmetic of :mod:`mess.search.space`.
+mIoU, expected and worst cost use the canonical arithmetic of :mod:`mess.search.problem`.
 
 A configuration is offered to a conservative Pareto filter: a grid over (expected cost,
 worst cost) holding the best mIoU of configurations known to be at most that expensive in

@@ -50,7 +50,7 @@ class SearchResult:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The ``mess search --json`` object (DESIGN section 9)."""
+        """The ``mess search --json`` object (docs/DESIGN.md, "Search")."""
         out: dict[str, Any] = {
             "objective": self.objective,
             "configuration": self.configuration.to_json(),

@@ -194,7 +194,7 @@ def test_configuration_json_round_trips():
 @pytest.mark.parametrize("suffix", [".npz", ".json"])
 def test_a_saved_front_answers_queries_like_the_original(case, tmp_path, suffix):
     stats, costs = case
-    front = ParetoFront.compute(stats, costs, image_thresholds=[0.3, 0.6])
+    front = compute_front(stats, costs, image_thresholds=[0.3, 0.6])
     front.save(tmp_path / f"front{suffix}")
     back = ParetoFront.load(tmp_path / f"front{suffix}")
     for budget in (8.0, 12.0, 30.0):
@@ -235,6 +235,24 @@ def test_device_auto_resolves_to_the_cpu_here():
         resolve("cuda", "numba")
     with pytest.raises(ValueError, match="backend"):
         resolve("cpu", "fortran")
+
+
+@pytest.mark.parametrize("have_numba", [True, False])
+def test_auto_stays_on_the_cpu_even_with_a_gpu(monkeypatch, have_numba):
+    """The torch engine has not been measured faster than numba: only an explicit ask runs it."""
+    monkeypatch.setattr("mess.search.api.cuda_available", lambda: True)
+    monkeypatch.setattr("mess.search.api.HAVE_NUMBA", have_numba)
+    cpu = "numba" if have_numba else "numpy"
+    assert resolve() == ("cpu", cpu)
+    assert resolve("cpu") == ("cpu", cpu)
+    assert resolve("cuda") == ("cuda", "torch")
+    assert resolve("auto", "torch") == ("cuda", "torch")
+    assert resolve("cpu", "torch") == ("cpu", "torch")
+    monkeypatch.setattr("mess.search.api.cuda_available", lambda: False)
+    assert resolve("auto", "torch") == ("cpu", "torch")
+    if not have_numba:
+        with pytest.raises(ValueError, match="needs numba"):
+            resolve("auto", "numba")
 
 
 def test_missing_objective_arguments_are_rejected(case):

@@ -45,7 +45,7 @@ class Metrics:
     """What a configuration achieves on the calibration samples.
 
     Attributes:
-        miou: exact mIoU (section 6).
+        miou: exact mIoU (docs/DESIGN.md, "Exit statistics").
         expected_cost: mean per-sample cost.
         worst_cost: cost of the terminal path.
         p90_cost: 90th percentile of per-sample costs (numpy linear interpolation).
@@ -223,7 +223,7 @@ def evaluate(stats: Stats, costs: CostTable, configuration: Configuration) -> Me
 
 
 class SearchSpace:
-    """The configurations a search considers (DESIGN section 8).
+    """The configurations a search considers (docs/DESIGN.md, "Configurations and their cost").
 
     Args:
         problem: the prepared stats and costs.
