@@ -46,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from mess.data import build_dataset  # noqa: E402
 from mess.nn import build_model, to_supernet  # noqa: E402
 from mess.nn.train import TrainConfig, evaluate, train_stage1, train_stage2  # noqa: E402
-from mess.nn.train.common import Distributed, build_optimizer  # noqa: E402
+from mess.nn.train.distributed import Distributed  # noqa: E402
+from mess.nn.train.optim import build_optimizer  # noqa: E402
 from mess.nn.train.stage2 import Stage2  # noqa: E402
 from mess.space import FINAL  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The typer application shared by every command module."""
+"""The typer application, and what the command modules share."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+# The options of the commands that talk to a server.
+ServerOpt = Annotated[
+    str, typer.Option("--server", envvar="MESS_SERVER", help="Server URL, e.g. http://host:8000")
+]
+TokenOpt = Annotated[str, typer.Option("--token", envvar="MESS_TOKEN", help="API token")]
 
 
 class UserError(Exception):

@@ -85,7 +85,7 @@ def run_training(
     from mess.data import build_dataset
     from mess.nn import SupernetFileError, load_supernet
     from mess.nn.train import TrainConfig, checkpoint_path, train_stage1, train_stage2
-    from mess.nn.train.common import is_main_process
+    from mess.nn.train.distributed import is_main_process
 
     if stage not in STAGES:
         raise UserError(f"unknown stage {stage!r}: use stage1 or stage2")

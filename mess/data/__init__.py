@@ -30,14 +30,14 @@ from mess.data.synth import SynthConfig, SynthSource, class_names, generate, wri
 
 if TYPE_CHECKING:
     from mess.data.datasets import SegmentationDataset, build_dataset
-    from mess.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalize
+    from mess.data.transforms import IMAGENET_MEAN, IMAGENET_STD, NormalizeImage
 
 _TORCH_SIDE = {
     "SegmentationDataset": "mess.data.datasets",
     "build_dataset": "mess.data.datasets",
     "IMAGENET_MEAN": "mess.data.transforms",
     "IMAGENET_STD": "mess.data.transforms",
-    "Normalize": "mess.data.transforms",
+    "NormalizeImage": "mess.data.transforms",
 }
 
 __all__ = [
@@ -48,7 +48,7 @@ __all__ = [
     "VOC_CLASSES",
     "DataError",
     "FolderSource",
-    "Normalize",
+    "NormalizeImage",
     "SegmentationDataset",
     "SynthConfig",
     "SynthSource",

@@ -7,7 +7,7 @@ a generator. Images resample bilinearly (antialiased when shrinking), masks by n
 neighbour; regions padded into a crop are 0 in the image and ignore in the mask.
 
 Normalisation is not part of the data sets (the supernet normalises its input);
-:class:`Normalize` and the ImageNet statistics are here for users who want them.
+:class:`NormalizeImage` and the ImageNet statistics are here for users who want them.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ class CenterCrop:
         return crop_pair(image, mask, top, left, self.size, self.fill)
 
 
-class Normalize:
+class NormalizeImage:
     """``(image - mean) / std`` per channel; the mask passes through.
 
     Not used by the data sets (the model normalises); for users feeding other models.

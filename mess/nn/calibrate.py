@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from mess.nn.normalize import Normalize
+from mess.nn.normalize import NormalizeLayer
 from mess.nn.policy import image_scores
 from mess.nn.supernet import Supernet
 from mess.space import FINAL
@@ -89,7 +89,7 @@ def calibrate(
 
     device = torch.device(device)
     supernet = supernet.to(device).eval()
-    normalize = Normalize().to(device)
+    normalize = NormalizeLayer().to(device)
     positions = sorted({supernet.position_of(e).index for e in early})
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     start = 0

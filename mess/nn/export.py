@@ -35,7 +35,7 @@ from torch import nn
 
 from mess.bundle import head_part, policy_part, segment_part, upsample_part, write_bundle
 from mess.nn.costs import gflops_table
-from mess.nn.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
+from mess.nn.normalize import IMAGENET_MEAN, IMAGENET_STD, NormalizeLayer
 from mess.nn.policy import image_scores
 from mess.nn.supernet import Supernet
 from mess.space import FINAL
@@ -63,7 +63,7 @@ class Part:
 class _First(nn.Module):
     def __init__(self, segment: nn.Module) -> None:
         super().__init__()
-        self.normalize = Normalize()
+        self.normalize = NormalizeLayer()
         self.segment = segment
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from torch import nn
 from mess.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # one definition, shared
 
 
-class Normalize(nn.Module):
+class NormalizeLayer(nn.Module):
     """``(x - mean) / std`` per channel for ``[B, 3, H, W]`` images in [0, 1]."""
 
     def __init__(

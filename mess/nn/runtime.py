@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mess.nn.normalize import Normalize
+from mess.nn.normalize import NormalizeLayer
 from mess.nn.policy import leaves
 from mess.nn.supernet import Supernet
 from mess.search.configuration import Configuration
@@ -57,7 +57,7 @@ def infer(
     supernet.eval()
     x = image.unsqueeze(0) if image.dim() == 3 else image
     size = x.shape[-2:]
-    x = Normalize().to(x.device)(x)
+    x = NormalizeLayer().to(x.device)(x)
     features: dict[int, torch.Tensor] = {}
     low = supernet.final_head.low_position
     depth = 0

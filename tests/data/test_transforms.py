@@ -7,7 +7,7 @@ from mess.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CenterCrop,
-    Normalize,
+    NormalizeImage,
     RandomHorizontalFlip,
     RandomScaleCrop,
     Resize,
@@ -174,6 +174,6 @@ def test_normalize_matches_torchvision_normalize():
     from torchvision.transforms.functional import normalize
 
     image, mask = _pair()
-    out_img, out_mask = Normalize()(image, mask)
+    out_img, out_mask = NormalizeImage()(image, mask)
     expected = normalize(image, list(IMAGENET_MEAN), list(IMAGENET_STD))
     assert torch.allclose(out_img, expected) and out_mask is mask

@@ -9,7 +9,7 @@ from torchmetrics.classification import MulticlassJaccardIndex
 from mess import policy as reference
 from mess.nn import build_model, to_supernet
 from mess.nn.calibrate import calibrate, confusion_counts
-from mess.nn.normalize import Normalize
+from mess.nn.normalize import NormalizeLayer
 
 C = 4
 
@@ -50,7 +50,7 @@ def test_miou_from_stats_equals_torchmetrics(setup):
     k = sn.early_exit_ids.index(eid)
     with torch.no_grad():
         for i in range(0, len(images), 2):  # accumulate over the data set, other batching
-            x = Normalize()(images[i : i + 2])
+            x = NormalizeLayer()(images[i : i + 2])
             metric.update(sn(x, exits=[eid])[eid].argmax(1), masks[i : i + 2])
     expected = metric.compute().numpy()
     inter = stats["intersection"][:, k].sum(0)
@@ -63,7 +63,7 @@ def test_confidence_equals_the_numpy_policy_on_the_exit_logits(setup):
     eid = sn.early_exit_ids[2]
     k = sn.early_exit_ids.index(eid)
     with torch.no_grad():
-        logits = sn(Normalize()(images), exits=[eid], upsample=False)[eid].numpy()
+        logits = sn(NormalizeLayer()(images), exits=[eid], upsample=False)[eid].numpy()
     np.testing.assert_array_equal(
         stats["confidence"][:, k], reference.image_scores(logits, [0.26, 0.28, 0.3])
     )
@@ -111,7 +111,7 @@ def test_miou_from_stats_equals_torchmetrics_on_a_trained_supernet():
         metric = MulticlassJaccardIndex(num_classes=C, average="none", ignore_index=255)
         with torch.no_grad():
             for image, mask in data:
-                logits = sn(Normalize()(image[None]), exits=[eid])[eid]
+                logits = sn(NormalizeLayer()(image[None]), exits=[eid])[eid]
                 metric.update(logits.argmax(1), mask[None])
         inter = stats["intersection"][:, k].sum(0)
         union = stats["predicted"][:, k].sum(0) + stats["target"].sum(0) - inter

@@ -250,13 +250,13 @@ def test_each_epoch_reads_its_samples_with_that_epoch_set(base, data):
 
 def test_the_epoch_travels_with_each_index_to_the_data_set():
     from mess.data import build_dataset
-    from mess.nn.train.common import _AtEpoch, _EpochSampler
+    from mess.nn.train.loaders import AtEpoch, EpochSampler
 
     augmented = build_dataset("synth:4", "train", size=(32, 32), train=True, length=4)
-    at = _AtEpoch(augmented)
+    at = AtEpoch(augmented)
     first, again, second = at[(0, 1)][0], at[(0, 1)][0], at[(1, 1)][0]
     assert torch.equal(first, again) and not torch.equal(first, second)
-    sampler = _EpochSampler(torch.utils.data.DistributedSampler(at, num_replicas=1, rank=0))
+    sampler = EpochSampler(torch.utils.data.DistributedSampler(at, num_replicas=1, rank=0))
     sampler.set_epoch(3)
     pairs = list(sampler)
     assert len(pairs) == len(sampler) == 4 and {e for e, _ in pairs} == {3}

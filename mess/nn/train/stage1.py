@@ -22,12 +22,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from mess.nn.supernet import Supernet
-from mess.nn.train.common import (
-    Distributed,
-    EpochRecord,
-    TrainConfig,
-    fit,
-)
+from mess.nn.train.config import TrainConfig
+from mess.nn.train.distributed import Distributed
+from mess.nn.train.loop import EpochRecord, fit
 from mess.nn.train.losses import cross_entropy
 from mess.space import FINAL, exit_id
 

@@ -20,21 +20,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from mess.nn.supernet import Supernet
-from mess.nn.train.common import (
-    Distributed,
-    EpochRecord,
-    TrainConfig,
-    fit,
-    upsample,
-)
+from mess.nn.train.config import TrainConfig
+from mess.nn.train.distributed import Distributed
+from mess.nn.train.loop import EpochRecord, fit
 from mess.nn.train.losses import Teacher, positive_filtering_loss
 from mess.space import FINAL
 
 log = logging.getLogger(__name__)
+
+
+def upsample(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear resize of logits to the label size (torchvision's convention)."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 class ExitBank(nn.Module):
