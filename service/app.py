@@ -32,6 +32,7 @@ from service.metrics import Metrics, MetricsMiddleware
 from service.profiles.routes import router as profiles_router
 from service.ratelimit import RateLimitMiddleware
 from service.searches.cache import QueryCache
+from service.searches.finished import FinishedSearches
 from service.searches.routes import router as searches_router
 from service.searches.service import FrontCache
 from service.searches.worker import SearchWorker
@@ -77,8 +78,12 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     app.state.blobs = make_blob_store(settings)
     app.state.fronts = FrontCache()
     app.state.queries = QueryCache(settings.query_cache_seconds)
+    app.state.finished_searches = FinishedSearches()
     app.state.search_worker = SearchWorker(
-        app.state.sessionmaker, app.state.blobs, settings.search_workers
+        app.state.write_sessionmaker,
+        app.state.blobs,
+        settings.search_workers,
+        on_finished=app.state.finished_searches.notify,
     )
     app.state.search_worker.start()
 

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.auth.service import Principal, PrincipalCache, authenticate
 from service.blobs import BlobStore
+from service.db import transaction
 from service.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /v1/tokens")
@@ -31,19 +32,15 @@ _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """A session per request: committed when the route returns, rolled back on error.
+    """A session per request, the request's one unit of work: committed when the route
+    returns, rolled back on error (:func:`service.db.transaction`).
 
     Requests that may write get write transactions (on SQLite: ``BEGIN IMMEDIATE``).
     """
     state = request.app.state
     maker = state.write_sessionmaker if request.method in _WRITES else state.sessionmaker
-    with maker() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    with transaction(maker) as session:
+        yield session
 
 
 async def get_blobs(request: Request) -> BlobStore:

@@ -10,6 +10,7 @@ from service.deps import AgentPrincipal, CurrentPrincipal, SessionDep
 from service.devices import repository, service
 from service.devices.schemas import DEVICE_NAME, DeviceCreate, DeviceList, DeviceRead
 from service.errors import ErrorResponse
+from service.jobs import service as jobs
 
 router = APIRouter(
     prefix="/v1/devices",
@@ -28,9 +29,11 @@ def register_device(
     data: DeviceCreate, response: Response, session: SessionDep, principal: AgentPrincipal
 ) -> DeviceRead:
     """Register a device by name (201), or update its attributes (200)."""
-    device, created = service.register(session, data, principal)
-    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return DeviceRead.model_validate(device)
+    registration = service.register(session, data, principal)
+    # a new runtime version or thread setting makes new measurements (a new profile version)
+    jobs.ensure_for_device(session, registration.device.id, requeue_done=registration.changed)
+    response.status_code = status.HTTP_201_CREATED if registration.created else status.HTTP_200_OK
+    return DeviceRead.model_validate(registration.device)
 
 
 @router.get("", response_model=DeviceList)

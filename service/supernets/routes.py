@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path as FilePath
@@ -9,14 +10,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from service.auth.service import Principal
+from service.blobs import BlobStore
 from service.deps import BlobsDep, CurrentPrincipal, EngineerPrincipal, SessionDep, SettingsDep
 from service.errors import ErrorResponse
+from service.jobs import service as jobs
+from service.settings import Settings
 from service.supernets import repository, service
+from service.supernets.models import Supernet
 from service.supernets.schemas import SupernetList, SupernetRead
 from service.uploads import receive_file
 
+log = logging.getLogger(__name__)
 SupernetId = Annotated[
     str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the bundle file")
 ]
@@ -76,14 +84,22 @@ async def upload_supernet(
     os.close(fd)
     try:
         await receive_file(request, "bundle", upload)
-        row, created = await run_in_threadpool(
-            service.store_bundle, session, blobs, settings, upload, principal
-        )
+        row, created = await run_in_threadpool(_store, session, blobs, settings, upload, principal)
     finally:
         upload.unlink(missing_ok=True)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     full = await run_in_threadpool(service.get_supernet, session, row.id, with_parts=True)
     return service.detail(full)
+
+
+def _store(
+    session: Session, blobs: BlobStore, settings: Settings, upload: FilePath, principal: Principal
+) -> tuple[Supernet, bool]:
+    row, created = service.store_bundle(session, blobs, settings, upload, principal)
+    if created:
+        queued = jobs.ensure_for_supernet(session, row.id)
+        log.info("supernet %s: %d profiling job(s) queued", row.id[:12], queued)
+    return row, created
 
 
 @router.get("", response_model=SupernetList)
