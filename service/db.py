@@ -14,9 +14,9 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -204,8 +204,12 @@ def insert_missing(session: Session, entity: type[Base], values: Mapping[str, An
     """
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    result = session.execute(insert(entity).values(**values).on_conflict_do_nothing())
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    table = cast(Table, entity.__table__)
+    stmt = insert(table).values(**values).on_conflict_do_nothing()
+    # a row comes back only when inserted (rowcount is not reliable with RETURNING, which
+    # SQLAlchemy adds to fetch a generated key)
+    returned = session.execute(stmt.returning(*table.primary_key.columns)).first()
+    return returned is not None
 
 
 def migrations_dir() -> Path:
