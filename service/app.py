@@ -19,14 +19,16 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from mess import __version__
+from service.auth.deps import get_principal
 from service.auth.routes import router as tokens_router
 from service.auth.service import PrincipalCache, ensure_admin
 from service.blobs import make_blob_store
 from service.configurations.routes import router as configurations_router
 from service.db import make_engine, make_sessionmaker, transaction, upgrade
-from service.deps import get_principal
 from service.devices.routes import router as devices_router
 from service.errors import ErrorResponse, install_error_handlers
+from service.hooks import Hooks
+from service.jobs import service as jobs
 from service.jobs.routes import router as jobs_router
 from service.metrics import Metrics, MetricsMiddleware
 from service.profiles.routes import router as profiles_router
@@ -118,6 +120,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    # a new runtime version or thread setting makes new measurements (a new profile version)
+    app.state.hooks = Hooks(
+        supernet_stored=jobs.ensure_for_supernet, device_registered=jobs.ensure_for_device
+    )
     app.state.principals = PrincipalCache(settings.auth_cache_seconds)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)

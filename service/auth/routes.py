@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, status
 
 from service.auth import repository, service
+from service.auth.deps import AdminPrincipal
 from service.auth.schemas import TokenCreate, TokenCreated, TokenList, TokenRead
 from service.db import after_commit
-from service.deps import AdminPrincipal, SessionDep
+from service.deps import SessionDep
 from service.errors import ErrorResponse
 
 router = APIRouter(

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from service.deps import AgentPrincipal, CurrentPrincipal, SessionDep
+from service.auth.deps import AgentPrincipal, CurrentPrincipal
+from service.deps import HooksDep, SessionDep
 from service.devices import repository, service
 from service.devices.schemas import DEVICE_NAME, DeviceCreate, DeviceList, DeviceRead
 from service.errors import ErrorResponse
-from service.jobs import service as jobs
 
 router = APIRouter(
     prefix="/v1/devices",
@@ -26,12 +26,15 @@ router = APIRouter(
     responses={200: {"model": DeviceRead, "description": "an existing device, updated"}},
 )
 def register_device(
-    data: DeviceCreate, response: Response, session: SessionDep, principal: AgentPrincipal
+    data: DeviceCreate,
+    response: Response,
+    session: SessionDep,
+    hooks: HooksDep,
+    principal: AgentPrincipal,
 ) -> DeviceRead:
     """Register a device by name (201), or update its attributes (200)."""
     registration = service.register(session, data, principal)
-    # a new runtime version or thread setting makes new measurements (a new profile version)
-    jobs.ensure_for_device(session, registration.device.id, requeue_done=registration.changed)
+    hooks.device_registered(session, registration.device.id, registration.changed)
     response.status_code = status.HTTP_201_CREATED if registration.created else status.HTTP_200_OK
     return DeviceRead.model_validate(registration.device)
 

@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from service.auth.deps import AgentPrincipal, CurrentPrincipal
 from service.db import after_commit
-from service.deps import AgentPrincipal, BlobsDep, CurrentPrincipal, SessionDep, SettingsDep
+from service.deps import BlobsDep, SessionDep, SettingsDep
 from service.devices.models import Device
 from service.devices.service import get_device
 from service.errors import ErrorResponse

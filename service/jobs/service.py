@@ -1,8 +1,9 @@
 """Job queue rules: creation, leasing, heartbeats, results, failures.
 
 - A job exists per (supernet, device); it is created when a supernet is pushed (for every
-  registered device) and when a device registers (for every stored supernet): the routes
-  that store them call :func:`ensure_for_supernet` and :func:`ensure_for_device`.
+  registered device) and when a device registers (for every stored supernet): the app
+  points the hooks of those routes (:mod:`service.hooks`) at :func:`ensure_for_supernet`
+  and :func:`ensure_for_device`.
 - ``lease`` first re-queues jobs whose lease expired (an attempt is counted; past
   ``max_attempts`` the job fails with its error), then hands the device's oldest queued job
   to the caller under a fresh lease id. Agents sharing a device name form a pool.
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 import statistics
 from collections.abc import Sequence
@@ -38,6 +40,7 @@ from service.profiles.service import create_profile
 from service.settings import Settings
 from service.supernets.service import get_supernet
 
+log = logging.getLogger(__name__)
 MAX_CLAIM_TRIES = 8
 
 
@@ -65,10 +68,12 @@ def ensure_for_supernet(session: Session, supernet_id: str) -> int:
     Returns:
         The number of jobs created.
     """
-    return _ensure(session, [supernet_id], repository.device_ids(session), requeue_done=False)
+    created = _ensure(session, [supernet_id], repository.device_ids(session), False)
+    log.info("supernet %s: %d profiling job(s) queued", supernet_id[:12], created)
+    return created
 
 
-def ensure_for_device(session: Session, device_id: int, *, requeue_done: bool = False) -> int:
+def ensure_for_device(session: Session, device_id: int, requeue_done: bool = False) -> int:
     """Create the missing jobs of a device, one per stored supernet.
 
     With ``requeue_done``, finished or failed jobs are queued again (the device changed).

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
+from service.auth.deps import AgentPrincipal, CurrentPrincipal
 from service.db import after_commit
-from service.deps import AgentPrincipal, BlobsDep, CurrentPrincipal, SessionDep
+from service.deps import BlobsDep, SessionDep
 from service.devices.schemas import DEVICE_NAME
 from service.errors import ErrorResponse, NotFound
 from service.profiles import repository, service

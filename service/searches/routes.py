@@ -11,10 +11,11 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from service.auth.deps import CurrentPrincipal
 from service.auth.service import Principal
 from service.configurations.service import get_or_create
 from service.db import transaction
-from service.deps import CurrentPrincipal, SessionDep
+from service.deps import SessionDep
 from service.errors import ErrorResponse
 from service.searches import service
 from service.searches.cache import QueryCache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 from pathlib import Path as FilePath
@@ -13,18 +12,18 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from service.auth.deps import CurrentPrincipal, EngineerPrincipal
 from service.auth.service import Principal
 from service.blobs import BlobStore
-from service.deps import BlobsDep, CurrentPrincipal, EngineerPrincipal, SessionDep, SettingsDep
+from service.deps import BlobsDep, HooksDep, SessionDep, SettingsDep
 from service.errors import ErrorResponse
-from service.jobs import service as jobs
+from service.hooks import Hooks
 from service.settings import Settings
 from service.supernets import repository, service
 from service.supernets.models import Supernet
 from service.supernets.schemas import SupernetList, SupernetRead
 from service.uploads import receive_file
 
-log = logging.getLogger(__name__)
 SupernetId = Annotated[
     str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the bundle file")
 ]
@@ -73,6 +72,7 @@ async def upload_supernet(
     session: SessionDep,
     blobs: BlobsDep,
     settings: SettingsDep,
+    hooks: HooksDep,
     principal: EngineerPrincipal,
 ) -> SupernetRead:
     """Upload a bundle (multipart field ``bundle``), streamed to disk and validated in full
@@ -84,7 +84,9 @@ async def upload_supernet(
     os.close(fd)
     try:
         await receive_file(request, "bundle", upload)
-        row, created = await run_in_threadpool(_store, session, blobs, settings, upload, principal)
+        row, created = await run_in_threadpool(
+            _store, session, blobs, settings, hooks, upload, principal
+        )
     finally:
         upload.unlink(missing_ok=True)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -93,12 +95,16 @@ async def upload_supernet(
 
 
 def _store(
-    session: Session, blobs: BlobStore, settings: Settings, upload: FilePath, principal: Principal
+    session: Session,
+    blobs: BlobStore,
+    settings: Settings,
+    hooks: Hooks,
+    upload: FilePath,
+    principal: Principal,
 ) -> tuple[Supernet, bool]:
     row, created = service.store_bundle(session, blobs, settings, upload, principal)
     if created:
-        queued = jobs.ensure_for_supernet(session, row.id)
-        log.info("supernet %s: %d profiling job(s) queued", row.id[:12], queued)
+        hooks.supernet_stored(session, row.id)
     return row, created
 
 

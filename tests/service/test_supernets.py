@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -104,9 +105,8 @@ def test_failed_transaction_removes_the_blobs_it_wrote(
     monkeypatch: pytest.MonkeyPatch,
     where: str,
 ) -> None:
-    """Whether the insert itself fails or a later step of the request's transaction (its
-    profiling jobs), the rollback leaves neither a row nor a blob."""
-    from service.jobs import service as jobs
+    """Whether the insert itself fails or a later step of the request's transaction (queuing
+    its profiling jobs), the rollback leaves neither a row nor a blob."""
     from service.supernets import repository
 
     def fail(*_args: object, **_kwargs: object) -> None:
@@ -115,7 +115,8 @@ def test_failed_transaction_removes_the_blobs_it_wrote(
     if where == "insert":
         monkeypatch.setattr(repository, "insert_missing", fail)
     else:
-        monkeypatch.setattr(jobs, "ensure_for_supernet", fail)
+        state = client.app.state  # type: ignore[attr-defined]
+        monkeypatch.setattr(state, "hooks", replace(state.hooks, supernet_stored=fail))
     client_no_raise = TestClient(client.app, raise_server_exceptions=False)
     r = _push(client_no_raise, tokens["engineer"], bundle_file.read_bytes())
     assert r.status_code == 500 and r.json() == {"detail": "internal server error"}
