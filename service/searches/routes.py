@@ -107,7 +107,8 @@ def _check_later(request: Request, body: SearchRequest) -> None:
 def _store(
     request: Request, supernet_id: str, answer: SearchAnswer, metrics: dict[str, Any]
 ) -> None:
-    # a read transaction: its first statement is the insert (see get_or_create)
+    # no write transaction (on SQLite, BEGIN IMMEDIATE) needed: the insert is the first
+    # statement, so there is no read snapshot to upgrade (see get_or_create)
     with transaction(request.app.state.sessionmaker) as session:
         get_or_create(session, supernet_id, answer.configuration, metrics)
 
@@ -131,7 +132,8 @@ async def _answer(
 
 
 def _request(state: Any, body: SearchRequest, principal: Principal) -> Search:
-    # a write transaction: on SQLite a read transaction could not queue the search
+    # a write transaction: it reads, then may queue the search (on SQLite a deferred
+    # transaction cannot write once another writer committed after its first read)
     with transaction(state.write_sessionmaker) as session:
         return service.request_search(session, body, principal)
 
@@ -144,7 +146,7 @@ def _load(state: Any, search_id: int) -> Search:
 def _respond(
     state: Any, search: Search, body: SearchRequest
 ) -> tuple[SearchAnswer, service.DoneSearch]:
-    # a read transaction: storing the configuration is its first statement
+    # storing the configuration is its first statement (as in _store)
     with transaction(state.sessionmaker) as session:
         return service.answer(session, state.blobs, state.fronts, search, body)
 
@@ -166,6 +168,7 @@ async def _wait(state: Any, search: Search, seconds: float) -> Search:
                 return search
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), min(left, RECHECK_SECONDS))
+            event.clear()  # the next load sees what the notice announced
 
 
 @router.get("/v1/searches/{search_id}", response_model=SearchRead, responses=_ERRORS)

@@ -120,15 +120,13 @@ def store_bundle(
         except BaseException:
             _delete_created(blobs, created)
             raise
-    if inserted:
-        on_rollback(session, lambda: _delete_created(blobs, created))
-    # else the same bundle, uploaded concurrently, is stored: its row keeps these blobs
-    supernet = get_supernet(session, bundle_id)
-    if inserted:
-        log.info(
-            "stored supernet %s (%s, %d parts)", bundle_id[:12], manifest.name, len(manifest.parts)
-        )
-    return supernet, inserted
+    if not inserted:  # the same bundle, uploaded concurrently, is stored: its row keeps them
+        return get_supernet(session, bundle_id), False
+    on_rollback(session, lambda: _delete_created(blobs, created))
+    log.info(
+        "stored supernet %s (%s, %d parts)", bundle_id[:12], manifest.name, len(manifest.parts)
+    )
+    return get_supernet(session, bundle_id), True
 
 
 def get_supernet(session: Session, supernet_id: str, *, with_parts: bool = False) -> Supernet:
