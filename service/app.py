@@ -19,19 +19,22 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from mess import __version__
+from service.auth.deps import get_principal
 from service.auth.routes import router as tokens_router
 from service.auth.service import PrincipalCache, ensure_admin
 from service.blobs import make_blob_store
 from service.configurations.routes import router as configurations_router
 from service.db import make_engine, make_sessionmaker, transaction, upgrade
-from service.deps import get_principal
 from service.devices.routes import router as devices_router
 from service.errors import ErrorResponse, install_error_handlers
+from service.hooks import Hooks
+from service.jobs import service as jobs
 from service.jobs.routes import router as jobs_router
 from service.metrics import Metrics, MetricsMiddleware
 from service.profiles.routes import router as profiles_router
 from service.ratelimit import RateLimitMiddleware
 from service.searches.cache import QueryCache
+from service.searches.finished import FinishedSearches
 from service.searches.routes import router as searches_router
 from service.searches.service import FrontCache
 from service.searches.worker import SearchWorker
@@ -77,8 +80,12 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     app.state.blobs = make_blob_store(settings)
     app.state.fronts = FrontCache()
     app.state.queries = QueryCache(settings.query_cache_seconds)
+    app.state.finished_searches = FinishedSearches()
     app.state.search_worker = SearchWorker(
-        app.state.sessionmaker, app.state.blobs, settings.search_workers
+        app.state.write_sessionmaker,
+        app.state.blobs,
+        settings.search_workers,
+        on_finished=app.state.finished_searches.notify,
     )
     app.state.search_worker.start()
 
@@ -113,6 +120,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    # a new runtime version or thread setting makes new measurements (a new profile version)
+    app.state.hooks = Hooks(
+        supernet_stored=jobs.ensure_for_supernet, device_registered=jobs.ensure_for_device
+    )
     app.state.principals = PrincipalCache(settings.auth_cache_seconds)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)

@@ -11,12 +11,13 @@ import datetime as dt
 import fcntl
 import importlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -152,16 +153,63 @@ def make_sessionmaker(engine: Engine, *, write: bool = False) -> sessionmaker[Se
     return sessionmaker(engine, expire_on_commit=False)
 
 
+_AFTER_COMMIT = "mess_after_commit"
+_ON_ROLLBACK = "mess_on_rollback"
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` once the unit of work holding ``session`` has committed (e.g. drop a
+    cache entry only when the change is visible to other sessions)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(action)
+
+
+def on_rollback(session: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` if the unit of work holding ``session`` rolls back (e.g. delete the
+    blobs its rows would have referred to)."""
+    session.info.setdefault(_ON_ROLLBACK, []).append(action)
+
+
+def _run(session: Session, key: str) -> None:
+    for action in session.info.pop(key, ()):
+        try:
+            action()
+        except Exception:  # one failed hook must not hide the outcome or skip the others
+            log.exception("%s hook failed", key)
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session that commits on success and rolls back on any error."""
+    """One unit of work: the only place a session commits (on success) or rolls back (on
+    any error); services only flush. Then the :func:`after_commit` or :func:`on_rollback`
+    actions run."""
     with factory() as session:
         try:
-            yield session
-            session.commit()
+            with session.begin():
+                yield session
         except BaseException:
-            session.rollback()
+            session.info.pop(_AFTER_COMMIT, None)
+            _run(session, _ON_ROLLBACK)
             raise
+        session.info.pop(_ON_ROLLBACK, None)
+        _run(session, _AFTER_COMMIT)
+
+
+def insert_missing(session: Session, entity: type[Base], values: Mapping[str, Any]) -> bool:
+    """``INSERT ... ON CONFLICT DO NOTHING`` of one row: the first half of a race-free
+    get-or-create (then select the row). A concurrent insert of the same key either
+    finishes first (this one does nothing) or waits for this one.
+
+    Returns:
+        Whether this call inserted the row.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = cast(Table, entity.__table__)
+    stmt = insert(table).values(**values).on_conflict_do_nothing()
+    # a row comes back only when inserted (rowcount is not reliable with RETURNING, which
+    # SQLAlchemy adds to fetch a generated key)
+    returned = session.execute(stmt.returning(*table.primary_key.columns)).first()
+    return returned is not None
 
 
 def migrations_dir() -> Path:

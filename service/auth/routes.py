@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, status
 
 from service.auth import repository, service
+from service.auth.deps import AdminPrincipal
 from service.auth.schemas import TokenCreate, TokenCreated, TokenList, TokenRead
-from service.deps import AdminPrincipal, SessionDep
+from service.db import after_commit
+from service.deps import SessionDep
 from service.errors import ErrorResponse
 
 router = APIRouter(
@@ -49,6 +51,6 @@ def revoke_token(
     """Revoke a token: at once on this server process, within ``MESS_AUTH_CACHE_SECONDS``
     on the others."""
     revoked = TokenRead.model_validate(service.revoke_token(session, token_id))
-    session.commit()  # before dropping cached principals, so none is re-read stale
-    request.app.state.principals.clear()
+    # once committed, so that no principal is re-read (and cached) from the old row
+    after_commit(session, request.app.state.principals.clear)
     return revoked

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,9 +95,16 @@ class PrincipalCache:
     clears this process's cache at once; other worker processes notice within the TTL.
     Only successes are cached: a forged token always reaches the database (and the rate
     limit). Not thread-safe: used from the event loop only.
+
+    Args:
+        ttl: seconds an entry lives at most; 0 disables the cache.
+        size: most entries.
+        clock: monotonic seconds (tests pass a fake one).
     """
 
-    def __init__(self, ttl: float, size: int = 4096) -> None:
+    def __init__(
+        self, ttl: float, size: int = 4096, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ttl = ttl
 
         def until(_key: str, principal: Principal, now: float) -> float:
@@ -105,9 +113,7 @@ class PrincipalCache:
             left = (principal.expires_at - utcnow()).total_seconds()
             return now + min(ttl, left)
 
-        self.items: TLRUCache[str, Principal] = TLRUCache(
-            maxsize=size, ttu=until, timer=time.monotonic
-        )
+        self.items: TLRUCache[str, Principal] = TLRUCache(maxsize=size, ttu=until, timer=clock)
 
     def get(self, token: str | None) -> Principal | None:
         if not token or self.ttl <= 0:

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from fastapi.responses import StreamingResponse
 
+from service.auth.deps import CurrentPrincipal
 from service.configurations import service
 from service.configurations.schemas import ConfigurationRead
-from service.deps import BlobsDep, CurrentPrincipal, SessionDep
+from service.deps import BlobsDep, SessionDep
 from service.errors import ErrorResponse
 from service.supernets.service import open_blob
 

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
-import time
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from service.blobs import BlobStore
 from service.configurations import repository
 from service.configurations.models import Configuration
 from service.configurations.schemas import ConfigurationRead
-from service.errors import NotFound, ServiceUnavailable, Unprocessable
+from service.errors import NotFound, Unprocessable
 from service.supernets.service import get_supernet
-
-_WRITE_ATTEMPTS = 8
 
 
 def config_id(supernet_id: str, configuration: dict[str, Any]) -> str:
@@ -29,36 +24,17 @@ def config_id(supernet_id: str, configuration: dict[str, Any]) -> str:
 def get_or_create(
     session: Session, supernet_id: str, configuration: dict[str, Any], metrics: dict[str, Any]
 ) -> Configuration:
-    """The stored configuration; created (with these metrics) on its first answer.
+    """The stored configuration; created (with these metrics) on its first answer, never
+    rewritten afterwards.
 
-    The insert runs in a transaction of its own, started after the caller's reads end: on
-    SQLite a read snapshot cannot be upgraded to a write once another writer has committed,
-    so a few short retries absorb concurrent first answers.
+    The insert comes first (``ON CONFLICT DO NOTHING``): on SQLite a transaction that read
+    before writing cannot write once another writer has committed in between.
     """
     cid = config_id(supernet_id, configuration)
-    row = repository.get(session, cid)
-    if row is not None:
-        return row  # an existing row is not rewritten: queries stay read-only
-    session.commit()
-    for attempt in range(_WRITE_ATTEMPTS):
-        try:
-            row = repository.add(
-                session,
-                Configuration(
-                    id=cid, supernet_id=supernet_id, configuration=configuration, metrics=metrics
-                ),
-            )
-            session.commit()
-            return row
-        except IntegrityError:  # created concurrently: use that one
-            session.rollback()
-            row = repository.get(session, cid)
-            if row is not None:
-                return row
-        except OperationalError:  # SQLite busy: another writer just committed
-            session.rollback()
-            time.sleep(0.01 * (attempt + 1) * (1 + random.random()))
-    raise ServiceUnavailable("the database is busy; retry the request")
+    return repository.get_or_create(
+        session,
+        {"id": cid, "supernet_id": supernet_id, "configuration": configuration, "metrics": metrics},
+    )
 
 
 def get_configuration(session: Session, cid: str) -> Configuration:
@@ -80,6 +56,7 @@ def read(row: Configuration) -> ConfigurationRead:
 
 def model_blob(session: Session, blobs: BlobStore, cid: str) -> str:
     """sha256 of the tailored ONNX model, assembled and stored on first request."""
+    # onnx takes most of a second to import: only processes serving models pay for it
     from mess.onnx import AssemblyError, LazyParts, PartsIndex, assemble_model
 
     row = get_configuration(session, cid)
@@ -111,5 +88,5 @@ def model_blob(session: Session, blobs: BlobStore, cid: str) -> str:
         raise Unprocessable(f"cannot assemble configuration {cid}: {exc}") from None
     sha, _ = blobs.put_bytes(model.SerializeToString())
     row.model_sha256 = sha
-    session.commit()
+    session.flush()
     return sha

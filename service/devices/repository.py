@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service import db
 from service.devices.models import Device
 
 
@@ -20,8 +22,6 @@ def list_devices(session: Session, limit: int, offset: int) -> Sequence[Device]:
     return session.scalars(select(Device).order_by(Device.name).limit(limit).offset(offset)).all()
 
 
-def add(session: Session, device: Device) -> Device:
-    """Insert a device (flushed)."""
-    session.add(device)
-    session.flush()
-    return device
+def insert_missing(session: Session, values: Mapping[str, Any]) -> bool:
+    """Insert the device unless its name is taken; whether this call inserted it."""
+    return db.insert_missing(session, Device, values)

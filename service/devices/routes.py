@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from service.deps import AgentPrincipal, CurrentPrincipal, SessionDep
+from service.auth.deps import AgentPrincipal, CurrentPrincipal
+from service.deps import HooksDep, SessionDep
 from service.devices import repository, service
 from service.devices.schemas import DEVICE_NAME, DeviceCreate, DeviceList, DeviceRead
 from service.errors import ErrorResponse
@@ -25,12 +26,17 @@ router = APIRouter(
     responses={200: {"model": DeviceRead, "description": "an existing device, updated"}},
 )
 def register_device(
-    data: DeviceCreate, response: Response, session: SessionDep, principal: AgentPrincipal
+    data: DeviceCreate,
+    response: Response,
+    session: SessionDep,
+    hooks: HooksDep,
+    principal: AgentPrincipal,
 ) -> DeviceRead:
     """Register a device by name (201), or update its attributes (200)."""
-    device, created = service.register(session, data, principal)
-    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return DeviceRead.model_validate(device)
+    registration = service.register(session, data, principal)
+    hooks.device_registered(session, registration.device.id, registration.changed)
+    response.status_code = status.HTTP_201_CREATED if registration.created else status.HTTP_200_OK
+    return DeviceRead.model_validate(registration.device)
 
 
 @router.get("", response_model=DeviceList)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
+from typing import NamedTuple
+
 from sqlalchemy.orm import Session
 
 from service.auth.service import Principal
@@ -15,8 +16,18 @@ from service.errors import NotFound
 _ATTRIBUTES = tuple(f for f in DeviceCreate.model_fields if f != "name")
 
 
-def register(session: Session, data: DeviceCreate, principal: Principal) -> tuple[Device, bool]:
-    """Create the device ``data.name`` or update its attributes.
+class Registration(NamedTuple):
+    """A registered device, whether it is new, and whether its measurements are out of date
+    (an attribute such as the runtime version changed)."""
+
+    device: Device
+    created: bool
+    changed: bool
+
+
+def register(session: Session, data: DeviceCreate, principal: Principal) -> Registration:
+    """Create the device ``data.name`` or update its attributes (a concurrent registration
+    of the same name is the same device).
 
     Args:
         session: database session.
@@ -24,29 +35,21 @@ def register(session: Session, data: DeviceCreate, principal: Principal) -> tupl
         principal: an agent, engineer or admin.
 
     Returns:
-        The device and whether it was created.
+        The registration.
     """
     principal.require("agent")
     now = utcnow()
+    values = data.model_dump() | {
+        "created_at": now,
+        "updated_at": now,
+        "last_seen_at": now,
+        "registered_by_id": principal.token_id,
+    }
+    created = repository.insert_missing(session, values)
     device = repository.get_by_name(session, data.name)
-    if device is None:
-        try:
-            with session.begin_nested():  # a concurrent registration of the same name wins
-                device = repository.add(
-                    session,
-                    Device(
-                        **data.model_dump(),
-                        created_at=now,
-                        updated_at=now,
-                        last_seen_at=now,
-                        registered_by_id=principal.token_id,
-                    ),
-                )
-            _queue_jobs(session, device.id, requeue=False)
-            return device, True
-        except IntegrityError:
-            device = repository.get_by_name(session, data.name)
-            assert device is not None
+    assert device is not None
+    if created:
+        return Registration(device, True, False)
     changed = False
     for field in _ATTRIBUTES:
         value = getattr(data, field)
@@ -57,15 +60,7 @@ def register(session: Session, data: DeviceCreate, principal: Principal) -> tupl
         device.updated_at = now
     device.last_seen_at = now
     session.flush()
-    # a new runtime version or thread setting makes new measurements (a new profile version)
-    _queue_jobs(session, device.id, requeue=changed)
-    return device, False
-
-
-def _queue_jobs(session: Session, device_id: int, *, requeue: bool) -> None:
-    from service.jobs.service import ensure_jobs  # jobs depend on devices, not the reverse
-
-    ensure_jobs(session, device_id=device_id, requeue_done=requeue)
+    return Registration(device, False, changed)
 
 
 def get_device(session: Session, name: str) -> Device:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from service import db
 from service.devices.models import Device
 from service.jobs.models import LEASED, QUEUED, Job
 from service.supernets.models import Supernet
@@ -102,7 +104,13 @@ def extend(session: Session, job_id: int, lease_id: str, expires: dt.datetime) -
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def add(session: Session, job: Job) -> Job:
-    session.add(job)
-    session.flush()
-    return job
+def insert_missing(
+    session: Session, supernet_id: str, device_id: int, configurations: list[dict[str, Any]]
+) -> bool:
+    """Queue the job of (supernet, device) unless it exists; whether this call created it."""
+    values = {
+        "supernet_id": supernet_id,
+        "device_id": device_id,
+        "configurations": configurations,
+    }
+    return db.insert_missing(session, Job, values)

@@ -6,7 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from service.deps import AgentPrincipal, BlobsDep, CurrentPrincipal, SessionDep, SettingsDep
+from service.auth.deps import AgentPrincipal, CurrentPrincipal
+from service.db import after_commit
+from service.deps import BlobsDep, SessionDep, SettingsDep
+from service.devices.models import Device
 from service.devices.service import get_device
 from service.errors import ErrorResponse
 from service.jobs import repository, service
@@ -33,8 +36,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _device_name(session: SessionDep, device_id: int) -> str:
-    from service.devices.models import Device
-
     device = session.get(Device, device_id)
     return device.name if device else "?"
 
@@ -127,8 +128,9 @@ def result(
         profile_id=profile_id,
         version=version,
     )
-    session.commit()  # then queries resolve the device to the new profile version
-    request.app.state.queries.forget_profile(job.supernet_id, answer.job.device)
+    queries = request.app.state.queries
+    # once committed, so that queries resolve the device to the new profile version
+    after_commit(session, lambda: queries.forget_profile(job.supernet_id, answer.job.device))
     return answer
 
 

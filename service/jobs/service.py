@@ -1,7 +1,9 @@
 """Job queue rules: creation, leasing, heartbeats, results, failures.
 
 - A job exists per (supernet, device); it is created when a supernet is pushed (for every
-  registered device) and when a device registers (for every stored supernet).
+  registered device) and when a device registers (for every stored supernet): the app
+  points the hooks of those routes (:mod:`service.hooks`) at :func:`ensure_for_supernet`
+  and :func:`ensure_for_device`.
 - ``lease`` first re-queues jobs whose lease expired (an attempt is counted; past
   ``max_attempts`` the job fails with its error), then hands the device's oldest queued job
   to the caller under a fresh lease id. Agents sharing a device name form a pool.
@@ -12,14 +14,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import random
+import logging
 import secrets
 import statistics
-import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from mess.bundle import Manifest
@@ -39,6 +40,7 @@ from service.profiles.service import create_profile
 from service.settings import Settings
 from service.supernets.service import get_supernet
 
+log = logging.getLogger(__name__)
 MAX_CLAIM_TRIES = 8
 
 
@@ -60,41 +62,45 @@ def whole_configurations(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return configs
 
 
-def ensure_jobs(
-    session: Session,
-    *,
-    supernet_id: str | None = None,
-    device_id: int | None = None,
-    requeue_done: bool = False,
-) -> int:
-    """Create the missing jobs of a new supernet (all devices) or device (all supernets).
+def ensure_for_supernet(session: Session, supernet_id: str) -> int:
+    """Create the jobs of a new supernet, one per registered device.
+
+    Returns:
+        The number of jobs created.
+    """
+    created = _ensure(session, [supernet_id], repository.device_ids(session), False)
+    log.info("supernet %s: %d profiling job(s) queued", supernet_id[:12], created)
+    return created
+
+
+def ensure_for_device(session: Session, device_id: int, requeue_done: bool = False) -> int:
+    """Create the missing jobs of a device, one per stored supernet.
 
     With ``requeue_done``, finished or failed jobs are queued again (the device changed).
-    Returns the number of jobs created or re-queued.
+
+    Returns:
+        The number of jobs created or re-queued.
     """
-    supernets = [supernet_id] if supernet_id else list(repository.supernet_ids(session))
-    devices = [device_id] if device_id is not None else list(repository.device_ids(session))
-    created = 0
+    return _ensure(session, repository.supernet_ids(session), [device_id], requeue_done)
+
+
+def _ensure(
+    session: Session, supernets: Sequence[str], devices: Sequence[int], requeue_done: bool
+) -> int:
+    count = 0
     for sid in supernets:
-        manifest = get_supernet(session, sid).manifest
+        configurations = whole_configurations(get_supernet(session, sid).manifest)
         for did in devices:
-            job = repository.find(session, sid, did)
-            if job is None:
-                repository.add(
-                    session,
-                    Job(
-                        supernet_id=sid,
-                        device_id=did,
-                        configurations=whole_configurations(manifest),
-                    ),
-                )
-                created += 1
-            elif requeue_done and job.status in (DONE, FAILED):
-                job.status, job.attempts, job.error = QUEUED, 0, None
-                job.updated_at = utcnow()
-                created += 1
+            if repository.insert_missing(session, sid, did, configurations):
+                count += 1
+            elif requeue_done:
+                job = repository.find(session, sid, did)
+                if job is not None and job.status in (DONE, FAILED):
+                    job.status, job.attempts, job.error = QUEUED, 0, None
+                    job.updated_at = utcnow()
+                    count += 1
     session.flush()
-    return created
+    return count
 
 
 def _requeue_expired(session: Session, now: dt.datetime) -> None:
@@ -124,17 +130,7 @@ def lease(session: Session, settings: Settings, device: str, principal: Principa
             return None
         lease_id = secrets.token_hex(16)
         expires = now + dt.timedelta(seconds=settings.lease_seconds)
-        try:
-            won = repository.claim(session, job_id, lease_id, expires, principal.name, now)
-        except OperationalError:
-            # SQLite: our read snapshot cannot become a write after another agent of the
-            # pool committed; start over in a fresh transaction
-            session.rollback()
-            time.sleep(0.01 * (1 + random.random()))
-            _requeue_expired(session, now)
-            continue
-        if won:
-            session.commit()
+        if repository.claim(session, job_id, lease_id, expires, principal.name, now):
             job = repository.get(session, job_id)
             assert job is not None
             session.refresh(job)
@@ -159,8 +155,9 @@ def heartbeat(
     expires = utcnow() + dt.timedelta(seconds=settings.lease_seconds)
     if not repository.extend(session, job_id, lease_id, expires):
         raise Conflict(f"job {job_id}: lease lost")
-    session.commit()
-    return get_job(session, job_id)
+    job = get_job(session, job_id)
+    session.refresh(job)
+    return job
 
 
 def release(session: Session, job_id: int, lease_id: str, principal: Principal) -> Job:

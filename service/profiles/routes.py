@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from service.deps import AgentPrincipal, BlobsDep, CurrentPrincipal, SessionDep
+from service.auth.deps import AgentPrincipal, CurrentPrincipal
+from service.db import after_commit
+from service.deps import BlobsDep, SessionDep
 from service.devices.schemas import DEVICE_NAME
 from service.errors import ErrorResponse, NotFound
 from service.profiles import repository, service
@@ -43,10 +45,10 @@ def upload_profile(
     """Upload a ``mess-costs`` v1 table (ms) measured on a registered device."""
     profile, created = service.create_profile(session, blobs, data, principal)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    read = service.detail(profile, data.device)
-    session.commit()  # then queries resolve the device to this version
-    request.app.state.queries.forget_profile(profile.supernet_id, data.device)
-    return read
+    queries = request.app.state.queries
+    # once committed, so that queries resolve the device to this version
+    after_commit(session, lambda: queries.forget_profile(profile.supernet_id, data.device))
+    return service.detail(profile, data.device)
 
 
 @router.get("", response_model=ProfileList)

@@ -11,20 +11,19 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mess.bundle import Manifest, check_costs_cover
+from mess.costs import CostsError, parse_costs
 from service.auth.service import Principal
 from service.blobs import BlobStore
+from service.db import on_rollback
 from service.devices.service import get_device
-from service.errors import NotFound, ServiceUnavailable, Unprocessable
+from service.errors import NotFound, Unprocessable
 from service.profiles import repository
 from service.profiles.models import Profile
 from service.profiles.schemas import ProfileCreate, ProfileRead, ProfileSummary
 from service.supernets.service import get_supernet
-
-_ATTEMPTS = 5
 
 
 def canonical_json(value: Any) -> bytes:
@@ -38,8 +37,6 @@ def validate_costs(costs: dict[str, Any], manifest: Manifest, raw: dict[str, Any
     Raises:
         Unprocessable: with the first problem.
     """
-    from mess.costs import CostsError, parse_costs
-
     try:
         parse_costs(costs)
     except (CostsError, ValueError, TypeError, KeyError) as exc:
@@ -61,7 +58,8 @@ def create_profile(
     """Store a device cost table as the next version for (supernet, device).
 
     Args:
-        session: database session (committed here so a failure can remove the raw blob).
+        session: database session; if its unit of work rolls back, the raw blob this
+            upload created is deleted again.
         blobs: where raw timings go.
         data: the upload.
         principal: an agent, engineer or admin.
@@ -82,45 +80,34 @@ def create_profile(
         digest = hashlib.sha256(canonical_json(content)).hexdigest()
     except ValueError as exc:  # NaN or infinity in costs/context
         raise Unprocessable(f"profile is not plain JSON: {exc}") from None
+    # versions of the device are allocated one transaction at a time: a concurrent upload
+    # of the same content is then seen here, and the next version number is free
+    repository.lock_versions(session, device.id)
     existing = repository.find_digest(session, supernet.id, device.id, digest)
     if existing is not None:
         return existing, False
-    raw_sha, raw_created = (None, False)
+    raw_sha = None
     if data.raw is not None:
-        raw_sha, raw_created = blobs.put_bytes(canonical_json(data.raw))
-    try:
-        for _ in range(_ATTEMPTS):
-            repository.lock_versions(session, device.id)
-            version = repository.latest_version(session, supernet.id, device.id) + 1
-            try:
-                with session.begin_nested():
-                    profile = repository.add(
-                        session,
-                        Profile(
-                            supernet_id=supernet.id,
-                            device_id=device.id,
-                            version=version,
-                            unit="ms",
-                            statistic=str(data.costs.get("statistic", "")),
-                            digest=digest,
-                            costs=data.costs,
-                            context=data.context,
-                            raw_sha256=raw_sha,
-                            created_by_id=principal.token_id,
-                        ),
-                    )
-                session.commit()
-                return profile, True
-            except IntegrityError:
-                existing = repository.find_digest(session, supernet.id, device.id, digest)
-                if existing is not None:  # the same upload won a race
-                    return existing, False
-        raise ServiceUnavailable("too many concurrent uploads for this supernet and device; retry")
-    except BaseException:
-        session.rollback()
-        if raw_created and raw_sha is not None:
-            blobs.delete(raw_sha)
-        raise
+        sha, raw_created = blobs.put_bytes(canonical_json(data.raw))
+        if raw_created:
+            on_rollback(session, lambda: blobs.delete(sha))
+        raw_sha = sha
+    profile = repository.add(
+        session,
+        Profile(
+            supernet_id=supernet.id,
+            device_id=device.id,
+            version=repository.latest_version(session, supernet.id, device.id) + 1,
+            unit="ms",
+            statistic=str(data.costs.get("statistic", "")),
+            digest=digest,
+            costs=data.costs,
+            context=data.context,
+            raw_sha256=raw_sha,
+            created_by_id=principal.token_id,
+        ),
+    )
+    return profile, True
 
 
 def get_profile(session: Session, profile_id: int) -> tuple[Profile, str]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from service import db
 from service.devices.models import Device
 from service.profiles.models import Profile
 from service.searches.models import QUEUED, RUNNING, Search
@@ -20,10 +23,29 @@ def by_key(session: Session, key: str) -> Search | None:
     return session.scalars(select(Search).where(Search.key == key)).first()
 
 
-def add(session: Session, search: Search) -> Search:
-    session.add(search)
-    session.flush()
+def get_or_create(session: Session, values: Mapping[str, Any]) -> Search:
+    """The search of ``values["key"]``, inserted (queued) unless it exists."""
+    db.insert_missing(session, Search, values)
+    search = by_key(session, values["key"])
+    assert search is not None
     return search
+
+
+def touch(session: Session, search_id: int, now: dt.datetime) -> None:
+    """Mark a running search as alive."""
+    session.execute(
+        update(Search)
+        .where(Search.id == search_id)
+        .values(updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def profile_costs(session: Session, profile_id: int) -> dict[str, Any]:
+    """The cost table of a profile."""
+    costs = session.scalar(select(Profile.costs).where(Profile.id == profile_id))
+    assert costs is not None
+    return dict(costs)
 
 
 def next_claimable(session: Session, stale_before: dt.datetime) -> int | None:

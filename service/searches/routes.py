@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from service.auth.deps import CurrentPrincipal
 from service.auth.service import Principal
 from service.configurations.service import get_or_create
-from service.deps import CurrentPrincipal, SessionDep
+from service.db import transaction
+from service.deps import SessionDep
 from service.errors import ErrorResponse
 from service.searches import service
 from service.searches.cache import QueryCache
-from service.searches.models import DONE, FAILED
+from service.searches.finished import FinishedSearches
+from service.searches.models import DONE, FAILED, Search
 from service.searches.schemas import SearchAnswer, SearchPending, SearchRead, SearchRequest
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+# how often a request waiting for a search re-checks the database: a search finished by
+# this process wakes it at once, one finished by another process within this long
+RECHECK_SECONDS = 1.0
 router = APIRouter(tags=["searches"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse},
@@ -67,7 +73,7 @@ async def post_search(
             await run_in_threadpool(_store, request, hit.done.supernet_id, answer, metrics)
             queries.put_configuration(answer.configuration_id)
         return Response(answer.model_dump_json(), media_type="application/json")
-    response, answered = await run_in_threadpool(_answer, request, body, principal)
+    response, answered = await _answer(request, body, principal)
     if answered is not None:
         queries.put(body, answered[1], answered[0].configuration_id)
     return response
@@ -101,38 +107,68 @@ def _check_later(request: Request, body: SearchRequest) -> None:
 def _store(
     request: Request, supernet_id: str, answer: SearchAnswer, metrics: dict[str, Any]
 ) -> None:
-    with request.app.state.sessionmaker() as session:
+    # no write transaction (on SQLite, BEGIN IMMEDIATE) needed: the insert is the first
+    # statement, so there is no read snapshot to upgrade (see get_or_create)
+    with transaction(request.app.state.sessionmaker) as session:
         get_or_create(session, supernet_id, answer.configuration, metrics)
 
 
-def _answer(
+async def _answer(
     request: Request, body: SearchRequest, principal: Principal
 ) -> tuple[Response, tuple[SearchAnswer, service.DoneSearch] | None]:
     """The database path: find or queue the search, wait for its front, answer."""
     state = request.app.state
     settings: Settings = state.settings
-    with state.sessionmaker() as session:
-        try:
-            search = service.request_search(session, body, principal)
-            wait = settings.search_wait_seconds if body.wait_seconds is None else body.wait_seconds
-            deadline = time.monotonic() + wait
-            if search.status not in (DONE, FAILED):
-                state.search_worker.notify()
-                while time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    session.refresh(search)
-                    session.commit()  # end the read transaction: SQLite writers wait for readers
-                    if search.status in (DONE, FAILED):
-                        break
-            if search.status not in (DONE, FAILED):
-                pending = SearchPending(search_id=search.id, status=search.status)
-                return JSONResponse(pending.model_dump(), status_code=202), None
-            answered = service.answer(session, state.blobs, state.fronts, search, body)
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    search = await run_in_threadpool(_request, state, body, principal)
+    if search.status not in (DONE, FAILED):
+        state.search_worker.notify()
+        wait = settings.search_wait_seconds if body.wait_seconds is None else body.wait_seconds
+        search = await _wait(state, search, wait)
+        if search.status not in (DONE, FAILED):
+            pending = SearchPending(search_id=search.id, status=search.status)
+            return JSONResponse(pending.model_dump(), status_code=202), None
+    answered = await run_in_threadpool(_respond, state, search, body)
     return Response(answered[0].model_dump_json(), media_type="application/json"), answered
+
+
+def _request(state: Any, body: SearchRequest, principal: Principal) -> Search:
+    # a write transaction: it reads, then may queue the search (on SQLite a deferred
+    # transaction cannot write once another writer committed after its first read)
+    with transaction(state.write_sessionmaker) as session:
+        return service.request_search(session, body, principal)
+
+
+def _load(state: Any, search_id: int) -> Search:
+    with transaction(state.sessionmaker) as session:
+        return service.get_search(session, search_id)
+
+
+def _respond(
+    state: Any, search: Search, body: SearchRequest
+) -> tuple[SearchAnswer, service.DoneSearch]:
+    # storing the configuration is its first statement (as in _store)
+    with transaction(state.sessionmaker) as session:
+        return service.answer(session, state.blobs, state.fronts, search, body)
+
+
+async def _wait(state: Any, search: Search, seconds: float) -> Search:
+    """``search`` once finished, or as it is after ``seconds``.
+
+    Woken by this process's worker (:class:`FinishedSearches`); a search finished by
+    another process is seen by the re-check every ``RECHECK_SECONDS``.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    finished: FinishedSearches = state.finished_searches
+    with finished.watch(search.id) as event:
+        while True:
+            search = await run_in_threadpool(_load, state, search.id)
+            left = deadline - loop.time()
+            if search.status in (DONE, FAILED) or left <= 0:
+                return search
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(left, RECHECK_SECONDS))
+            event.clear()  # the next load sees what the notice announced
 
 
 @router.get("/v1/searches/{search_id}", response_model=SearchRead, responses=_ERRORS)

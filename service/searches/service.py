@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mess.search import NoFeasibleConfiguration, ParetoFront
@@ -57,23 +56,16 @@ def request_search(session: Session, data: SearchRequest, principal: Principal) 
     search = repository.by_key(session, key)
     if search is not None:
         return search  # the common case, read-only
-    try:
-        with session.begin_nested():
-            search = repository.add(
-                session,
-                Search(
-                    key=key,
-                    supernet_id=supernet.id,
-                    profile_id=profile_id,
-                    unit=unit,
-                    options=options,
-                ),
-            )
-    except IntegrityError:  # the same search was requested concurrently
-        search = repository.by_key(session, key)
-        assert search is not None
-    session.commit()
-    return search
+    return repository.get_or_create(
+        session,
+        {
+            "key": key,
+            "supernet_id": supernet.id,
+            "profile_id": profile_id,
+            "unit": unit,
+            "options": options,
+        },
+    )
 
 
 def latest_profile_id(session: Session, supernet_id: str, device: str) -> int | None:

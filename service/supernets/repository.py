@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from service import db
 from service.supernets.models import Supernet, SupernetPart
 
 
@@ -40,7 +42,13 @@ def get_part(session: Session, supernet_id: str, name: str) -> SupernetPart | No
     return session.get(SupernetPart, (supernet_id, name))
 
 
-def add(session: Session, supernet: Supernet) -> None:
-    """Insert a supernet and its parts (flushed)."""
-    session.add(supernet)
+def insert_missing(
+    session: Session, values: Mapping[str, Any], parts: Sequence[SupernetPart]
+) -> bool:
+    """Insert a supernet and its parts unless its id is taken (flushed); whether this call
+    inserted it."""
+    if not db.insert_missing(session, Supernet, values):
+        return False
+    session.add_all(parts)
     session.flush()
+    return True

@@ -9,11 +9,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from service.deps import BlobsDep, CurrentPrincipal, EngineerPrincipal, SessionDep, SettingsDep
+from service.auth.deps import CurrentPrincipal, EngineerPrincipal
+from service.auth.service import Principal
+from service.blobs import BlobStore
+from service.deps import BlobsDep, HooksDep, SessionDep, SettingsDep
 from service.errors import ErrorResponse
+from service.hooks import Hooks
+from service.settings import Settings
 from service.supernets import repository, service
+from service.supernets.models import Supernet
 from service.supernets.schemas import SupernetList, SupernetRead
 from service.uploads import receive_file
 
@@ -65,6 +72,7 @@ async def upload_supernet(
     session: SessionDep,
     blobs: BlobsDep,
     settings: SettingsDep,
+    hooks: HooksDep,
     principal: EngineerPrincipal,
 ) -> SupernetRead:
     """Upload a bundle (multipart field ``bundle``), streamed to disk and validated in full
@@ -77,13 +85,27 @@ async def upload_supernet(
     try:
         await receive_file(request, "bundle", upload)
         row, created = await run_in_threadpool(
-            service.store_bundle, session, blobs, settings, upload, principal
+            _store, session, blobs, settings, hooks, upload, principal
         )
     finally:
         upload.unlink(missing_ok=True)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     full = await run_in_threadpool(service.get_supernet, session, row.id, with_parts=True)
     return service.detail(full)
+
+
+def _store(
+    session: Session,
+    blobs: BlobStore,
+    settings: Settings,
+    hooks: Hooks,
+    upload: FilePath,
+    principal: Principal,
+) -> tuple[Supernet, bool]:
+    row, created = service.store_bundle(session, blobs, settings, upload, principal)
+    if created:
+        hooks.supernet_stored(session, row.id)
+    return row, created
 
 
 @router.get("", response_model=SupernetList)

@@ -3,8 +3,8 @@ and look supernets and their parts up.
 
 Storage order keeps failures clean: the bundle is validated in a scratch folder first;
 then every blob is written (content-addressed, so re-writing is harmless); then the rows
-are committed in one transaction. If that fails, the blobs this upload created are
-deleted again, so a failed upload leaves neither a row nor a blob.
+are added to the request's transaction. If that rolls back, the blobs this upload created
+are deleted again, so a failed upload leaves neither a row nor a blob.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mess.bundle import BundleError, BundleLimits, read_bundle
 from service.auth.service import Principal
 from service.blobs import BlobNotFound, BlobStore, file_sha256
+from service.db import on_rollback
 from service.errors import AppError, NotFound
 from service.settings import Settings
 from service.supernets import repository
@@ -60,7 +60,8 @@ def store_bundle(
     """Validate and store an uploaded bundle; idempotent by the bundle's sha256.
 
     Args:
-        session: database session (committed here, so blobs can be cleaned up on failure).
+        session: database session; if its unit of work rolls back, the blobs this upload
+            created are deleted again.
         blobs: the blob store.
         settings: limits and scratch folder.
         path: the uploaded file.
@@ -92,18 +93,22 @@ def store_bundle(
                     created.append(sha)
             if blobs.put_file(path, bundle_id)[1]:
                 created.append(bundle_id)
-            supernet = Supernet(
-                id=bundle_id,
-                name=manifest.name,
-                digest=manifest.supernet,
-                num_classes=manifest.num_classes,
-                size=bundle.size,
-                manifest=manifest.model_dump(mode="json"),
-                stats_sha256=manifest.stats.sha256,
-                costs_sha256=manifest.costs.sha256,
-                created_by_id=principal.token_id,
-                parts=[
+            inserted = repository.insert_missing(
+                session,
+                {
+                    "id": bundle_id,
+                    "name": manifest.name,
+                    "digest": manifest.supernet,
+                    "num_classes": manifest.num_classes,
+                    "size": bundle.size,
+                    "manifest": manifest.model_dump(mode="json"),
+                    "stats_sha256": manifest.stats.sha256,
+                    "costs_sha256": manifest.costs.sha256,
+                    "created_by_id": principal.token_id,
+                },
+                [
                     SupernetPart(
+                        supernet_id=bundle_id,
                         name=name,
                         kind=ref.kind,
                         sha256=ref.sha256,
@@ -112,31 +117,16 @@ def store_bundle(
                     for name, ref in manifest.parts.items()
                 ],
             )
-            repository.add(session, supernet)
-            session.commit()
-        except IntegrityError:
-            session.rollback()
-            winner = repository.get(session, bundle_id)
-            if winner is not None:  # the same bundle, uploaded concurrently: keep its blobs
-                return winner, False
-            _delete_created(blobs, created)
-            raise
         except BaseException:
-            session.rollback()
             _delete_created(blobs, created)
             raise
-    from service.jobs.service import ensure_jobs  # jobs depend on supernets, not the reverse
-
-    jobs = ensure_jobs(session, supernet_id=bundle_id)
-    session.commit()
+    if not inserted:  # the same bundle, uploaded concurrently, is stored: its row keeps them
+        return get_supernet(session, bundle_id), False
+    on_rollback(session, lambda: _delete_created(blobs, created))
     log.info(
-        "stored supernet %s (%s, %d parts); %d profiling job(s) queued",
-        bundle_id[:12],
-        manifest.name,
-        len(manifest.parts),
-        jobs,
+        "stored supernet %s (%s, %d parts)", bundle_id[:12], manifest.name, len(manifest.parts)
     )
-    return supernet, True
+    return get_supernet(session, bundle_id), True
 
 
 def get_supernet(session: Session, supernet_id: str, *, with_parts: bool = False) -> Supernet:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import stat
-import time
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
 
 from service.app import create_app
+from service.auth import service as auth_service
 from service.auth.models import Token
+from service.auth.service import Principal, PrincipalCache
 from service.settings import Settings
 from tests.service.conftest import ADMIN, auth
 
@@ -63,9 +65,12 @@ def test_revoked_token_is_401(client: TestClient, tokens: dict[str, str]) -> Non
     assert "revoked or expired" in r.json()["detail"]
 
 
-def test_expired_token_is_401(client: TestClient) -> None:
-    """Expiry holds to the second, though the principal cache saw the token while valid."""
-    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)
+def test_expired_token_is_401(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Expiry holds to the second, though the principal cache saw the token while valid and
+    would keep it far longer."""
+    now = [0.0]
+    client.app.state.principals = PrincipalCache(ttl=600, clock=lambda: now[0])  # type: ignore[attr-defined]
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)
     r = client.post(
         "/v1/tokens",
         json={"name": "short", "role": "agent", "expires_at": expires.isoformat()},
@@ -73,7 +78,12 @@ def test_expired_token_is_401(client: TestClient) -> None:
     )
     secret = r.json()["token"]
     assert client.get("/v1/devices", headers=auth(secret)).status_code == 200  # now cached
-    time.sleep(max((expires - dt.datetime.now(dt.UTC)).total_seconds(), 0) + 0.1)
+    now[0] = 50.0
+    assert client.get("/v1/devices", headers=auth(secret)).status_code == 200
+    # 61 s on: past the expiry, for the cache's clock and for the database check
+    now[0] = 61.0
+    later = expires + dt.timedelta(seconds=1)
+    monkeypatch.setattr(auth_service, "utcnow", lambda: later)
     r = client.get("/v1/devices", headers=auth(secret))
     assert r.status_code == 401 and "revoked or expired" in r.json()["detail"]
 
@@ -83,6 +93,9 @@ def test_token_changes_behind_the_server_show_within_the_cache_ttl(
 ) -> None:
     """MESS_AUTH_CACHE_SECONDS bounds how long a process trusts a token it has seen (another
     process may have revoked it)."""
+    now = [0.0]
+    ttl = settings.auth_cache_seconds
+    client.app.state.principals = PrincipalCache(ttl, clock=lambda: now[0])  # type: ignore[attr-defined]
     r = client.post("/v1/tokens", json={"name": "n", "role": "agent"}, headers=auth(ADMIN))
     secret = r.json()["token"]
     assert client.get("/v1/devices", headers=auth(secret)).status_code == 200
@@ -90,9 +103,25 @@ def test_token_changes_behind_the_server_show_within_the_cache_ttl(
     with engine.begin() as conn:  # as another worker process would
         conn.execute(Token.__table__.update().values(revoked_at=dt.datetime.now(dt.UTC)))
     engine.dispose()
+    now[0] = ttl - 0.1
     assert client.get("/v1/devices", headers=auth(secret)).status_code == 200  # cached
-    time.sleep(settings.auth_cache_seconds + 0.1)
+    now[0] = ttl + 0.1
     assert client.get("/v1/devices", headers=auth(secret)).status_code == 401
+
+
+def test_the_principal_cache_keeps_an_entry_no_longer_than_the_ttl_or_the_expiry() -> None:
+    now = [100.0]
+    cache = PrincipalCache(ttl=10.0, clock=lambda: now[0])
+    expiring = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+    cache.put("a", Principal(1, "a", "agent"))
+    cache.put("b", Principal(2, "b", "agent", expiring))
+    now[0] = 104.0
+    assert cache.get("a") is not None and cache.get("b") is not None
+    now[0] = 106.0
+    assert cache.get("a") is not None and cache.get("b") is None
+    now[0] = 110.5
+    assert cache.get("a") is None
+    assert PrincipalCache(ttl=0, clock=lambda: now[0]).get("a") is None
 
 
 def test_expiry_in_the_past_is_422(client: TestClient) -> None:

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from service.auth.service import Principal
+from service.db import transaction
 from service.jobs import service as jobs
 from service.jobs.models import Job
 from tests.service.conftest import auth
@@ -200,18 +201,18 @@ def test_a_pool_of_agents_racing_never_runs_a_job_twice(
         _push(client, tokens, make_bundle(tmp_path / f"b{i}.mess", name=f"b{i}"))
     _register(client, tokens)
     settings = client.app.state.settings  # type: ignore[attr-defined]
-    maker = client.app.state.sessionmaker  # type: ignore[attr-defined]
+    # as the lease route does: a write transaction per lease (on SQLite: BEGIN IMMEDIATE)
+    maker = client.app.state.write_sessionmaker  # type: ignore[attr-defined]
     got: list[list[int]] = [[], [], []]
     agent = Principal(token_id=None, name="pool", role="agent")
 
     def work(slot: int) -> None:
         while True:
-            with maker() as session:
+            with transaction(maker) as session:
                 job = jobs.lease(session, settings, "dev", agent)
-                session.commit()
-                if job is None:
-                    return
-                got[slot].append(job.id)
+            if job is None:
+                return
+            got[slot].append(job.id)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
     for t in threads:

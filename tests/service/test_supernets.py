@@ -6,8 +6,10 @@ import hashlib
 import io
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
 
@@ -94,15 +96,27 @@ def test_invalid_bundle_is_400_and_leaves_no_row_and_no_blob(
     assert list((settings.data_dir / "tmp").iterdir()) == []
 
 
+@pytest.mark.parametrize("where", ["insert", "after-insert"])
 def test_failed_transaction_removes_the_blobs_it_wrote(
-    client: TestClient, tokens: dict[str, str], bundle_file: Path, settings: Settings, monkeypatch
+    client: TestClient,
+    tokens: dict[str, str],
+    bundle_file: Path,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
 ) -> None:
+    """Whether the insert itself fails or a later step of the request's transaction (queuing
+    its profiling jobs), the rollback leaves neither a row nor a blob."""
     from service.supernets import repository
 
-    def fail(session, supernet):  # noqa: ANN001, ANN202
+    def fail(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(repository, "add", fail)
+    if where == "insert":
+        monkeypatch.setattr(repository, "insert_missing", fail)
+    else:
+        state = client.app.state  # type: ignore[attr-defined]
+        monkeypatch.setattr(state, "hooks", replace(state.hooks, supernet_stored=fail))
     client_no_raise = TestClient(client.app, raise_server_exceptions=False)
     r = _push(client_no_raise, tokens["engineer"], bundle_file.read_bytes())
     assert r.status_code == 500 and r.json() == {"detail": "internal server error"}
