@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from mess.fileio import fsync_dir, sha256_file
 from service.settings import Settings
 
 CHUNK = 1 << 20
@@ -40,15 +41,6 @@ def blob_key(sha256: str) -> str:
     if not _SHA.match(sha256):
         raise ValueError(f"not a sha256 digest: {sha256!r}")
     return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class BlobStore(Protocol):
@@ -135,11 +127,7 @@ class LocalBlobStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)  # atomic: readers see all of the blob or none of it
-        dir_fd = os.open(dest.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(dest.parent)
         return sha, True
 
     def exists(self, sha256: str) -> bool:
@@ -198,7 +186,7 @@ class S3BlobStore:
         return code in ("404", "NoSuchKey", "NotFound")
 
     def put_file(self, path: str | Path, sha256: str | None = None) -> tuple[str, bool]:
-        sha = file_sha256(path)
+        sha = sha256_file(path)
         if sha256 is not None and sha != sha256:
             raise ValueError(f"content of {path} does not match sha256 {sha256}")
         if self.exists(sha):
@@ -309,6 +297,5 @@ __all__ = [
     "S3BlobStore",
     "blob_key",
     "copy_to",
-    "file_sha256",
     "make_blob_store",
 ]

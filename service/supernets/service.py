@@ -17,8 +17,9 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from mess.bundle import BundleError, BundleLimits, read_bundle
+from mess.fileio import sha256_file
 from service.auth.service import Principal
-from service.blobs import BlobNotFound, BlobStore, file_sha256
+from service.blobs import BlobNotFound, BlobStore
 from service.db import on_rollback
 from service.errors import AppError, NotFound
 from service.settings import Settings
@@ -74,7 +75,7 @@ def store_bundle(
         InvalidBundle: the file is not a valid bundle (nothing stored).
     """
     principal.require("engineer")
-    bundle_id = file_sha256(path)
+    bundle_id = sha256_file(path)
     existing = repository.get(session, bundle_id)
     if existing is not None:
         return existing, False
