@@ -60,8 +60,13 @@ class Server:
         finally:
             if out is not None:
                 out.close()  # the child has its own copy
+        process = self.process
 
         def healthy() -> bool:
+            code = process.poll()
+            if code is not None:  # no use waiting out the timeout
+                tail = self.log.read_text(errors="replace")[-3000:] if self.log else ""
+                raise AssertionError(f"the server exited with {code} at start:\n{tail}")
             try:
                 return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
             except httpx.TransportError:
