@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import NoReturn
 
 import pytest
-from sqlalchemy import URL, create_engine, text
+from sqlalchemy import URL, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -39,6 +39,16 @@ def unreachable(server: URL, error: Exception) -> NoReturn:
     pytest.skip(reason)
 
 
+def _connect_error(engine: Engine) -> OperationalError | None:
+    """The error of connecting to the server, or None when it answers."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        return exc
+    return None
+
+
 @contextlib.contextmanager
 def fresh_database(prefix: str) -> Iterator[str]:
     """Create an empty database named ``<prefix>_<random>``, yield its URL, drop it after.
@@ -48,12 +58,9 @@ def fresh_database(prefix: str) -> Iterator[str]:
     """
     server = make_url(server_url())
     admin = create_engine(server, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
+    if (error := _connect_error(admin)) is not None:
         admin.dispose()
-        unreachable(server, exc)
+        unreachable(server, error)  # outside the except block: one message, no chained trace
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
