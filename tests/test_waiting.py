@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -11,7 +12,7 @@ from tests.waiting import wait_until
 
 
 def test_returns_the_first_truthy_value() -> None:
-    values = iter([0, [], None, "ready", "later"])
+    values: Iterator[object] = iter([0, [], None, "ready", "later"])
     assert wait_until(lambda: next(values), timeout=5, interval=0.001) == "ready"
 
 
