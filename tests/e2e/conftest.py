@@ -11,7 +11,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 
 from mess.localhost import free_port
 from tests.postgres import fresh_database
+from tests.waiting import wait_until
 
 ADMIN = "e2e-admin-0123456789abcdef"
 BIN = Path(sys.executable).parent
@@ -60,15 +60,20 @@ class Server:
         finally:
             if out is not None:
                 out.close()  # the child has its own copy
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        process = self.process
+
+        def healthy() -> bool:
+            code = process.poll()
+            if code is not None:  # no use waiting out the timeout
+                tail = self.log.read_text(errors="replace")[-3000:] if self.log else ""
+                raise AssertionError(f"the server exited with {code} at start:\n{tail}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
+                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("server did not start")
+                return False
+
+        wait_until(healthy, timeout=60, message=f"the server on {self.url} did not start")
+        return self
 
     def stop(self) -> None:
         if self.process is not None:
@@ -145,7 +150,8 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh, empty database on the PostgreSQL server for one test (the server under test
-    migrates it at start-up); dropped afterwards. Skips when the server is unreachable."""
+    migrates it at start-up); dropped afterwards. An unreachable server fails the test in CI
+    or with ``MESS_TEST_POSTGRES_URL`` set, and skips it otherwise."""
     with fresh_database("mess_e2e") as url:
         yield url
 

@@ -7,8 +7,10 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.conftest import ADMIN, BIN, Server
+from tests.waiting import wait_until
 
 
 def _push(server: Server, bundle: Path) -> str:
@@ -41,6 +43,11 @@ def _agent(server: Server, token: str, *extra: str) -> list[str]:
         "e2e",
         *extra,
     ]
+
+
+def _leased(server: Server) -> bool:
+    """The one job is leased (the agent is on it)."""
+    return [j["status"] for j in server.get("/v1/jobs").json()["items"]] == ["leased"]
 
 
 def test_agent_profiles_a_pushed_supernet(server: Server, tiny_bundle: Path, tmp_path: Path):
@@ -83,11 +90,7 @@ def test_a_killed_agent_loses_nothing(server: Server, tiny_bundle: Path, tmp_pat
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if [j["status"] for j in server.get("/v1/jobs").json()["items"]] == ["leased"]:
-            break
-        time.sleep(0.2)
+    wait_until(lambda: _leased(server), timeout=120, message="the agent never leased the job")
     time.sleep(1.0)  # it is measuring now
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
@@ -113,11 +116,7 @@ def test_sigterm_releases_the_current_job(server: Server, tiny_bundle: Path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if [j["status"] for j in server.get("/v1/jobs").json()["items"]] == ["leased"]:
-            break
-        time.sleep(0.2)
+    wait_until(lambda: _leased(server), timeout=120, message="the agent never leased the job")
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=120) == 0
     (job,) = server.get("/v1/jobs").json()["items"]
@@ -145,20 +144,28 @@ def test_the_agent_carries_on_across_a_server_restart(
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not server.get("/v1/devices").json()["items"]:
-            time.sleep(0.2)  # the agent registered
+        wait_until(
+            lambda: server.get("/v1/devices").json()["items"],
+            timeout=60,
+            message=lambda: f"the agent did not register:\n{log.read_text()[-4000:]}",
+        )
         server.stop()
         time.sleep(3.0)  # the agent's polls fail and back off meanwhile
         server.start()
         sid = _push(server, tiny_bundle)  # acknowledged before the restart: the device row
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
+
+        def done() -> list[dict[str, Any]] | None:
             jobs = server.get("/v1/jobs").json()["items"]
-            if jobs and jobs[0]["status"] == "done":
-                break
-            time.sleep(0.5)
-        assert jobs and jobs[0]["status"] == "done", (jobs, log.read_text()[-4000:])
+            return jobs if jobs and jobs[0]["status"] == "done" else None
+
+        jobs = wait_until(
+            done,
+            timeout=240,
+            interval=0.5,
+            message=lambda: (
+                f"no job done: {server.get('/v1/jobs').json()['items']}\n{log.read_text()[-4000:]}"
+            ),
+        )
         assert jobs[0]["supernet_id"] == sid
         assert agent.poll() is None, log.read_text()[-4000:]  # still waiting for more work
     finally:

@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 from mess.client import MessClient
 from tests.e2e.conftest import ADMIN, BIN, Server, TcpProxy
+from tests.waiting import wait_until
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -143,13 +144,12 @@ def test_a_server_killed_mid_upload_leaves_nothing_behind(light_bundle: Path, tm
     uploader.start()
     try:
         scratch = data / "tmp"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # the server has written part of the upload
-            partial = [p for p in scratch.glob("upload-*") if p.stat().st_size > 1 << 20]
-            if partial:
-                break
-            time.sleep(0.02)
-        assert partial, "the upload never reached the server's scratch folder"
+        partial = wait_until(  # the server has written part of the upload
+            lambda: [p for p in scratch.glob("upload-*") if p.stat().st_size > 1 << 20],
+            timeout=60,
+            interval=0.02,
+            message="the upload never reached the server's scratch folder",
+        )
         assert partial[0].stat().st_size < size
         server.kill()
         uploader.join(timeout=60)
@@ -382,10 +382,11 @@ def test_an_unreachable_database_answers_503_and_recovers(postgres_url: str, tmp
                 assert "database" in json.loads(text)["detail"], (where, text)
                 assert seconds < 15, f"{where} took {seconds:.1f} s"
         proxy.restore()
-        deadline = time.monotonic() + 20
-        while client.get("/healthz").status_code != 200:
-            assert time.monotonic() < deadline, "the server did not recover"
-            time.sleep(0.2)
+        wait_until(
+            lambda: client.get("/healthz").status_code == 200,
+            timeout=20,
+            message="the server did not recover",
+        )
         names = {d["name"] for d in client.get("/v1/devices").json()["items"]}
         assert names == {"before"}  # nothing written while the database was away
         assert client.post("/v1/devices", json={"name": "after"}).status_code == 201
@@ -435,15 +436,24 @@ def test_two_agents_of_a_pool_run_each_job_once(
             ]
             with log.open("wb") as out:
                 agents.append((subprocess.Popen(command, stdout=out, stderr=out), log))
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
+
+        def finished() -> list[dict[str, Any]] | None:
             jobs = server.get("/v1/jobs").json()["items"]
-            if len(jobs) == count and all(j["status"] in ("done", "failed") for j in jobs):
-                break
-            time.sleep(0.3)
-        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for _, p in agents)
-        assert len(jobs) == count, (jobs, logs)
-        assert [(j["status"], j["attempts"]) for j in jobs] == [("done", 0)] * count, logs
+            ended = len(jobs) == count and all(j["status"] in ("done", "failed") for j in jobs)
+            return jobs if ended else None
+
+        def logs() -> str:
+            return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for _, p in agents)
+
+        jobs = wait_until(
+            finished,
+            timeout=180,
+            interval=0.3,
+            message=lambda: (
+                f"jobs did not all end: {server.get('/v1/jobs').json()['items']}\n{logs()}"
+            ),
+        )
+        assert [(j["status"], j["attempts"]) for j in jobs] == [("done", 0)] * count, logs()
         assert {j["supernet_id"] for j in jobs} == set(ids)
         for job in jobs:
             profiles = server.get("/v1/profiles", supernet_id=job["supernet_id"], device="pool")

@@ -2,8 +2,8 @@
 
 SQLite: each test copies a template database migrated once per session. PostgreSQL: one
 fresh database with a unique name per session (migrated once, dropped at the end); each
-test starts from truncated tables. PostgreSQL tests skip with the reason when the server
-of ``MESS_TEST_POSTGRES_URL`` is unreachable.
+test starts from truncated tables. When the server of ``MESS_TEST_POSTGRES_URL`` is
+unreachable, PostgreSQL tests fail in CI or with that variable set, and skip otherwise.
 """
 
 from __future__ import annotations
