@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from typer.testing import CliRunner
 from mess.cli import app
 from mess.localhost import free_port
 from tests.service.conftest import ADMIN
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,27 +34,28 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "MESS_DATABASE_URL": "",
     }
     env.pop("MESS_DATABASE_URL")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mess", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=data,  # not the repo: the migrations must be found from the package
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log_path = data / "serve.log"  # a file, not a pipe nobody reads (a full pipe blocks)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mess", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=data,  # not the repo: the migrations must be found from the package
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                out = log_path.read_text()
+                pytest.fail(f"mess serve exited during start-up:\n{out[-3000:]}")
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read() if proc.stdout else ""
-                pytest.fail(f"mess serve did not start:\n{out[-3000:]}")
-            time.sleep(0.2)
+                return False
+
+        wait_until(up, timeout=30, message="mess serve did not answer /healthz")
         yield url
     finally:
         proc.terminate()

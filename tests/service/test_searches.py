@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from mess.stats import load_stats
 from service.searches.schemas import SearchRequest
 from tests.service.conftest import auth
 from tests.service.factories import costs_table
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -217,10 +217,12 @@ def test_a_profile_stored_by_another_process_shows_after_the_cache_seconds(
     now[0] = 31.0
     # stale: answered at once from memory; the check runs beside it and drops the resolution
     assert _post(client, setup, **body).json() == first
-    deadline = time.monotonic() + 10
-    while state.queries.checking and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not state.queries.checking
+    wait_until(
+        lambda: not state.queries.checking,
+        timeout=10,
+        interval=0.01,
+        message="the stale check did not end",
+    )
     newer = _post(client, setup, **body).json()
     assert newer["profile_id"] == r.json()["id"] != first["profile_id"]
     assert newer["expected_cost"] == pytest.approx(2 * first["expected_cost"])
@@ -275,10 +277,12 @@ def test_a_stale_query_whose_front_left_memory_still_checks(
     now[0] = 31.0
     state.fronts = FrontCache()  # evicted
     assert _post(client, setup, **body).status_code == 200
-    deadline = time.monotonic() + 10
-    while state.queries.checking and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not state.queries.checking
+    wait_until(
+        lambda: not state.queries.checking,
+        timeout=10,
+        interval=0.01,
+        message="the stale check did not end",
+    )
     now[0] = 62.0
     hit = state.queries.search(SearchRequest.model_validate({"supernet_id": setup["sid"], **body}))
     assert hit is not None and hit.stale  # due again, and not stuck
