@@ -7,7 +7,7 @@ the digest of its settings and inputs matches the one recorded in ``digests.json
 docs/DESIGN.md, "The pipeline".
 """
 
-from mess.pipeline.build import BUILD_STAGES, build, build_digests, build_stages
+from mess.pipeline.build import BUILD_STAGES, build_digests, build_stages, run_build
 from mess.pipeline.calibration import calibrate_supernet
 from mess.pipeline.errors import PipelineError
 from mess.pipeline.presets import MICRO, PAPER, PRESETS, SMALL, TINY, Preset
@@ -24,7 +24,7 @@ __all__ = [
     "PipelineError",
     "Preset",
     "Stage",
-    "build",
+    "run_build",
     "build_digests",
     "build_stages",
     "calibrate_supernet",

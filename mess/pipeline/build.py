@@ -119,7 +119,7 @@ def build_stages(*, workdir: Path, preset: Preset) -> list[Stage]:
     ]
 
 
-def build(*, workdir: Path, preset: Preset, console: Console) -> dict[str, float]:
+def run_build(*, workdir: Path, preset: Preset, console: Console) -> dict[str, float]:
     """Train, calibrate and export into ``workdir``, reusing what its digests still match.
 
     ``preset.workers`` (DataLoader processes) changes how fast, not what, is trained: it is
@@ -129,7 +129,7 @@ def build(*, workdir: Path, preset: Preset, console: Console) -> dict[str, float
         Seconds per stage run, by stage title (empty when everything was reused).
 
     Example:
-        >>> build(workdir=Path("mess-demo"), preset=TINY, console=Console())  # doctest: +SKIP
+        >>> run_build(workdir=Path("mess-demo"), preset=TINY, console=Console())  # doctest: +SKIP
     """
     return run_stages(
         workdir=workdir,
