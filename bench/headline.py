@@ -160,7 +160,7 @@ def resolve_preset(
     workers: int | None = None,
 ) -> Preset:
     """The named preset with the options that override it (``None``: the preset's)."""
-    overrides = {
+    overrides: dict[str, Any] = {
         "stage1_epochs": stage1_epochs,
         "stage2_epochs": stage2_epochs,
         "stage2_lr": stage2_lr,

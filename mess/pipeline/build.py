@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -54,7 +55,7 @@ def build_stages(*, workdir: Path, preset: Preset) -> list[Stage]:
         model = build_model(p.model, num_classes=p.num_classes, output_stride=p.output_stride)
         to_supernet(model, space=p.space).save(init)
 
-    common = dict(
+    common: dict[str, Any] = dict(
         data=p.data,
         batch_size=p.batch_size,
         size=p.size,

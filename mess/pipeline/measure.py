@@ -30,7 +30,11 @@ def load_test_split(*, preset: Preset) -> list[Sample]:
         num_classes=preset.num_classes,
         length=preset.test_images,
     )
-    return [(np.asarray(image), np.asarray(mask)) for image, mask in test]
+    samples = []
+    for i in range(len(test)):
+        image, mask = test[i]
+        samples.append((np.asarray(image), np.asarray(mask)))
+    return samples
 
 
 def write_model(

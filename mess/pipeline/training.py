@@ -110,7 +110,7 @@ def train_supernet(
             length=train_length,
             seed=seed,
         )
-        val_set = None
+        val_set: Any = None
         if val_length != 0:
             val_set = build_dataset(
                 data,
