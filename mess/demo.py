@@ -39,6 +39,8 @@ __all__ = ["PRESETS", "Demo", "Preset", "plot_front", "run_demo"]
 
 
 class Demo:
+    """The demo's stages in one work folder; ``timings`` collects the seconds of those run."""
+
     def __init__(self, workdir: Path, preset: Preset, console: Console) -> None:
         self.dir = workdir
         self.preset = preset
