@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from mess.fileio import write_text_atomic
+from mess.fileio import sha256_file, write_text_atomic
 
 CACHE = "profile.json"
 
@@ -47,7 +47,6 @@ def profile_machine(
         ``(mess-costs v1 table in ms, record)``; ``record`` has the context and seconds.
     """
     from mess.bundle import read_bundle
-    from mess.fileio import sha256_file
     from mess.timings import costs_from_timings
     from profilers.measure import device_attributes, measure_parts, measurement_context
 
