@@ -8,8 +8,8 @@ ran slower than the same layers timed as parts. This benchmark runs the headline
 models both ways, interleaved in one process: as assembled now ("branch") and with every
 weight moved back to the main graph ("main"). Same nodes, same weights, same outputs (checked).
 
-    python bench/headline.py --preset small                 # builds bench/out/headline-small
-    python bench/branch_weights.py [--workdir bench/out/headline-small] [--rounds 3]
+    python -m bench.headline --preset small                 # builds bench/out/headline-small
+    python -m bench.branch_weights [--workdir bench/out/headline-small] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -24,12 +24,9 @@ import onnx
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
-
-from mess.data import build_dataset  # noqa: E402
-from mess.evaluate import Evaluation, evaluate_model  # noqa: E402
+from bench._common import headline_workdir
+from mess.data import build_dataset
+from mess.evaluate import Evaluation, evaluate_model
 
 
 def subgraphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
@@ -56,7 +53,7 @@ def weights_in_main_graph(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out" / "headline-small")
+    ap.add_argument("--workdir", type=Path, default=headline_workdir("small"))
     ap.add_argument("--images", type=int, help="test images (default: the headline's)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)

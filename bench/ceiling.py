@@ -1,8 +1,8 @@
-"""How far can an exit head beat the final exit on a trained backbone? (issue #10)
+"""How far can an exit head beat the final exit on a trained backbone?
 
 The headline's same-cost goal (+5.33 pp mIoU at the original network's cost) needs exits more
 accurate than ``final``; the exact search only combines the exits the supernet has, so its
-ceiling (``bench/headline.py`` prints it) is the supernet's. This asks the supernet question
+ceiling (``bench.headline`` prints it) is the supernet's. This asks the supernet question
 directly. On the headline's stage-1 backbone (``stage1.pt`` of its work folder, frozen, as in
 stage 2) it trains the chosen heads at the chosen positions, by default the heaviest head of
 the full space (``crm0-b4-rdi1-dlv3``: no channel reduction, four blocks with rapid dilation
@@ -20,8 +20,8 @@ Prints a table, then one JSON line::
 
 mIoU in [0, 1]; ``gain_pp`` = 100 x (exit - final), both on the test split.
 
-    python bench/headline.py --preset small           # builds bench/out/headline-small
-    python bench/ceiling.py --preset small --json     # 20 min on 2 CPU cores (RESULTS)
+    python -m bench.headline --preset small           # builds bench/out/headline-small
+    python -m bench.ceiling --preset small --json     # 20 min on 2 CPU cores (RESULTS)
 """
 
 from __future__ import annotations
@@ -37,11 +37,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
-
-from mess.demo import Preset  # noqa: E402
+from bench._common import ALL_PRESETS, headline_workdir, positive_float
+from mess.pipeline import Preset
 
 HEAVIEST = "crm0-b4-rdi1-dlv3"  # the most expensive head of the full space on wide features
 VARIANTS = {"distill": 1.0, "labels": 0.0}  # stage-2 distillation weight
@@ -93,9 +90,9 @@ def run_ceiling(
     start = time.perf_counter()
     stage1, trained = workdir / "stage1.pt", workdir / "supernet.pt"
     if not stage1.is_file():
-        raise SystemExit(f"error: {stage1} missing: run bench/headline.py first")
+        raise SystemExit(f"error: {stage1} missing: run python -m bench.headline first")
     lrs = lrs or [preset.stage2_peak_lr]
-    data = f"synth:{preset.num_classes}"
+    data = preset.data
     train = build_dataset(
         data, "train", size=preset.size, train=True, length=preset.train_images, seed=0
     )
@@ -208,14 +205,11 @@ def print_table(summary: dict[str, Any], console: Console) -> None:
         )
     console.print(table)
     console.print(
-        f"best exit vs final: {summary['best_gain_pp']:+.2f} pp (goal of issue #10: +5.33)"
+        f"best exit vs final: {summary['best_gain_pp']:+.2f} pp (the paper's same-cost goal: +5.33)"
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    # the presets the headline builds (micro included) and its check of a learning rate
-    from bench.headline import ALL_PRESETS, positive_float
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", choices=sorted(ALL_PRESETS), default="small")
     ap.add_argument("--workdir", type=Path, help="default: bench/out/headline-<preset>")
@@ -230,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     preset = ALL_PRESETS[args.preset]
-    workdir = args.workdir or ROOT / "bench" / "out" / f"headline-{args.preset}"
+    workdir = args.workdir or headline_workdir(args.preset)
     heads = args.heads.split(",") if args.heads else default_heads(preset.space)
     variants = args.variants.split(",")
     try:

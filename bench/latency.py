@@ -11,7 +11,7 @@ timed twice, warm (the agent's default: each part over and over) and cold (``mes
 --cold-cache``: the CPU caches flushed before each run); the front comes from the warm table,
 and both predictions are shown.
 
-    python bench/latency.py [--supernet trained.pt] [--size 64] [--images 100] [--json]
+    python -m bench.latency [--supernet trained.pt] [--size 64] [--images 100] [--json]
 """
 
 from __future__ import annotations
@@ -44,13 +44,13 @@ def main() -> None:
     import torch
 
     from mess.bundle import Manifest
-    from mess.cli.calibrate import run_calibration
     from mess.costs import parse_costs
     from mess.data import build_dataset
     from mess.evaluate import evaluate_model
     from mess.nn import build_model, load_supernet, to_supernet
     from mess.nn.export import export_bundle
     from mess.onnx import PartsIndex, assemble_model
+    from mess.pipeline import calibrate_supernet
     from mess.search import Configuration, compute_front, evaluate
     from mess.stats import load_stats
     from mess.timings import costs_from_timings
@@ -69,7 +69,9 @@ def main() -> None:
             to_supernet(model, space=args.space).save(sn_path)
         sn = load_supernet(sn_path).eval()
         data = f"synth:{sn.num_classes}"
-        run_calibration(sn_path, data, tmp / "stats.npz", size=size, length=args.images)
+        calibrate_supernet(
+            supernet=sn_path, data=data, output=tmp / "stats.npz", size=size, length=args.images
+        )
         stats = load_stats(tmp / "stats.npz")
         bundle = tmp / "bench.mess"
         manifest = export_bundle(sn, tmp / "stats.npz", size, bundle, check=False)

@@ -6,10 +6,10 @@ times the naive evaluator (mess.search.evaluate, one configuration at a time) on
 sample of the same space, then prints configs/s for both, their ratio, the total time and
 the peak memory.
 
-The benchmark of record (DESIGN section 9): 16 positions x 36 heads, up to 3 early exits +
+The benchmark of record (docs/DESIGN.md, "Search"): 16 positions x 36 heads, up to 3 early exits +
 final (no truncation), 5 pixel x 20 image thresholds shared, N = 500, C = 19:
 
-    python bench/search.py --positions 16 --heads 36 --samples 500 --classes 19 --max-exits 3
+    python -m bench.search --positions 16 --heads 36 --samples 500 --classes 19 --max-exits 3
 """
 
 from __future__ import annotations
@@ -25,13 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mess.costs import load_costs, save_costs  # noqa: E402
-from mess.search import Configuration, ExitRule, Problem, SearchSpace, compute_front  # noqa: E402
-from mess.search.api import resolve  # noqa: E402
-from mess.stats import load_stats, save_stats  # noqa: E402
-from mess.testing import random_costs, random_stats  # noqa: E402
+from mess.costs import load_costs, save_costs
+from mess.search import Configuration, ExitRule, Problem, SearchSpace, compute_front
+from mess.search.api import resolve
+from mess.stats import load_stats, save_stats
+from mess.testing import random_costs, random_stats
 
 
 def _exits_by_position(space: SearchSpace) -> dict[int, list[int]]:

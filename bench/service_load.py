@@ -6,7 +6,7 @@ concurrent clients (threads, one ``httpx.Client`` each) sending ``POST /v1/searc
 random budgets for ``--seconds``. Prints requests/s held, p50/p90/p99 latency and errors.
 Loopback only, bounded in time.
 
-    python bench/service_load.py [--clients 32] [--seconds 20] [--workers 1] [--json]
+    python -m bench.service_load [--clients 32] [--seconds 20] [--workers 1] [--json]
 """
 
 from __future__ import annotations

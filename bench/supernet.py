@@ -3,7 +3,7 @@
 Prints, for each model: positions, candidate exits, GFLOPs of the original network at the
 input size, total/min/mean/max GFLOPs of the exit heads and their parameters, and peak RSS.
 
-    python bench/supernet.py [--models deeplabv3_resnet50,resnet18] [--size 512x512]
+    python -m bench.supernet [--models deeplabv3_resnet50,resnet18] [--size 512x512]
 """
 
 from __future__ import annotations

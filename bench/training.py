@@ -18,9 +18,9 @@ of the full space from one backbone pass, vs. one head, vs. the backbone pass al
 peak memory of each (fresh process each; CPU: peak RSS via ``VmHWM``, CUDA:
 ``torch.cuda.max_memory_allocated``).
 
-    python bench/training.py --preset tiny --json
-    python bench/training.py --stage2-throughput [--size 64x64] [--batch-size 8]
-    python bench/training.py --stage2-throughput --model torchvision:deeplabv3_resnet50 \
+    python -m bench.training --preset tiny --json
+    python -m bench.training --stage2-throughput [--size 64x64] [--batch-size 8]
+    python -m bench.training --stage2-throughput --model torchvision:deeplabv3_resnet50 \
         --classes 19 --size 512x512 --batch-size 16 --mode backbone --mode "all, 36 per step"
 """
 
@@ -30,7 +30,6 @@ import argparse
 import copy
 import json
 import multiprocessing as mp
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,15 +40,13 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-from mess.data import build_dataset  # noqa: E402
-from mess.nn import build_model, to_supernet  # noqa: E402
-from mess.nn.train import TrainConfig, evaluate, train_stage1, train_stage2  # noqa: E402
-from mess.nn.train.distributed import Distributed  # noqa: E402
-from mess.nn.train.optim import build_optimizer  # noqa: E402
-from mess.nn.train.stage2 import Stage2  # noqa: E402
-from mess.space import FINAL  # noqa: E402
+from mess.data import build_dataset
+from mess.nn import build_model, to_supernet
+from mess.nn.train import TrainConfig, evaluate, train_stage1, train_stage2
+from mess.nn.train.distributed import Distributed
+from mess.nn.train.optim import build_optimizer
+from mess.nn.train.stage2 import Stage2
+from mess.space import FINAL
 
 
 @dataclass(frozen=True)

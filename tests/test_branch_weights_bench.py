@@ -1,4 +1,4 @@
-"""``bench/branch_weights.py``: a dynamic model run with its weights per branch and all in the
+"""``bench.branch_weights``: a dynamic model run with its weights per branch and all in the
 main graph gives the same outputs, and the table's JSON line names both timings."""
 
 from __future__ import annotations
@@ -13,16 +13,13 @@ pytest.importorskip("onnxruntime")
 import onnx  # noqa: E402
 import torch  # noqa: E402
 
+from bench import branch_weights  # noqa: E402
 from mess.nn import build_model, to_supernet  # noqa: E402
 from mess.nn.export import export_parts  # noqa: E402
 from mess.onnx import PartsIndex, assemble_model  # noqa: E402
-from tests.benchmarks import load_bench  # noqa: E402
 
 SIZE = (64, 64)
 THRESHOLDS = [0.3, 0.5]
-
-
-branch_weights = load_bench("branch_weights")
 
 
 @pytest.fixture(scope="module")

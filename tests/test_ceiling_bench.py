@@ -1,4 +1,4 @@
-"""``bench/ceiling.py``: heads trained again on the headline's frozen stage-1 backbone (micro
+"""``bench.ceiling``: heads trained again on the headline's frozen stage-1 backbone (micro
 preset, real training): the JSON line, the backbone carried over exactly, bad positions."""
 
 from __future__ import annotations
@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks import load_bench
-
 torch = pytest.importorskip("torch")
 
-
-ceiling = load_bench("ceiling")
-headline = load_bench("headline")
+from bench import ceiling  # noqa: E402
+from bench._common import ALL_PRESETS  # noqa: E402
+from mess.pipeline import MICRO, run_build  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +20,7 @@ def micro_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from rich.console import Console
 
     workdir = tmp_path_factory.mktemp("headline-micro")
-    headline.Demo(workdir, headline.MICRO, Console(quiet=True)).build()
+    run_build(workdir=workdir, preset=MICRO, console=Console(quiet=True))
     return workdir
 
 
@@ -39,7 +37,7 @@ def test_probe_supernet_keeps_the_stage1_backbone_and_final_exit(micro_build: Pa
 
 
 def test_default_heads_are_the_heaviest_of_the_full_space_and_of_the_preset() -> None:
-    assert ceiling.default_heads(headline.ALL_PRESETS["small"].space) == [
+    assert ceiling.default_heads(ALL_PRESETS["small"].space) == [
         "crm0-b4-rdi1-dlv3",
         "crm0-b2-rdi1-dlv3",
     ]
@@ -73,7 +71,7 @@ def test_micro_run_prints_heads_against_final(
         assert r["gain_pp"] == pytest.approx(100 * (r["miou"] - summary["final_miou"]), abs=1e-9)
         assert len(r["val"]) == (0 if r["variant"] == "headline" else 2)
         assert r["epochs"] == (1 if r["variant"] == "headline" else 2)
-        assert r["lr"] == headline.MICRO.lr
+        assert r["lr"] == MICRO.lr
     assert summary["best_gain_pp"] == max(r["gain_pp"] for r in rows)
 
 
@@ -84,7 +82,7 @@ def test_an_unknown_position_is_refused(micro_build: Path) -> None:
 
 
 def test_a_missing_build_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="run bench/headline.py first"):
+    with pytest.raises(SystemExit, match="run python -m bench.headline first"):
         ceiling.main(["--preset", "micro", "--workdir", str(tmp_path)])
 
 

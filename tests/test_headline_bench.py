@@ -1,19 +1,21 @@
-"""``bench/headline.py``: the JSON line on the micro preset (real training, onnxruntime), its
-internal consistency, reuse by digest, and the GPU preset's refusal on a CPU."""
+"""``bench.headline``: the JSON line on the micro preset (real training, onnxruntime), its
+internal consistency, reuse by digest, and the GPU preset's refusal on a CPU. The reuse rule
+itself is tested in ``tests/pipeline``."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.benchmarks import load_bench
-
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
+
+from bench import headline  # noqa: E402
+from bench.headline_report import LABEL_OFFSETS, label_offsets  # noqa: E402
+from bench.headline_select import goals  # noqa: E402
+from mess.pipeline import MICRO  # noqa: E402
 
 SETTINGS = [
     "original",
@@ -24,9 +26,6 @@ SETTINGS = [
     "max-accuracy@1x",
     "max-accuracy@1x/static",
 ]
-
-
-headline = load_bench("headline")
 
 
 def _last_json(out: str) -> dict:
@@ -98,12 +97,15 @@ def test_micro_preset_prints_a_consistent_headline_and_reuses_its_build(
     assert again["stage_seconds"] == {}
     assert again["profile"]["seconds"] == summary["profile"]["seconds"]
     assert [r["miou"] for r in again["rows"]] == [r["miou"] for r in rows]
+    # --build-only on a built folder: nothing to build
+    assert headline.main(["--preset", "micro", "--workdir", str(tmp_path), "--build-only"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"built {tmp_path}:")
 
     # a longer stage 2: stage 1 reused, stage 2 and what follows rebuilt, the run records it
     assert headline.main([*args, "--stage2-epochs", "2"]) == 0
     longer = _last_json(capsys.readouterr().out)
     assert longer["preset_settings"]["stage2_epochs"] == 2
-    assert longer["preset_settings"]["stage1_epochs"] == headline.MICRO.stage1_epochs
+    assert longer["preset_settings"]["stage1_epochs"] == MICRO.stage1_epochs
     built = [name.split(" (")[0] for name in longer["stage_seconds"]]
     assert built == ["train stage 2", "calibrate", "export bundle"]
 
@@ -126,98 +128,6 @@ def test_bad_overrides_are_refused(
         headline.main(["--preset", "micro", option, value])
     assert exc.value.code == 2
     assert option in capsys.readouterr().err
-
-
-def test_changed_inputs_invalidate_that_stage_and_the_ones_after(tmp_path: Path) -> None:
-    outputs = [name for name, _ in headline.BUILD_STAGES]
-    for name in outputs:
-        (tmp_path / name).write_text("x")
-    assert headline.prepare_workdir(tmp_path, headline.MICRO) == outputs  # no record yet
-    for name in outputs:
-        (tmp_path / name).write_text("x")
-    assert headline.prepare_workdir(tmp_path, headline.MICRO) == []
-    changed = dataclasses.replace(headline.MICRO, stage2_epochs=2)
-    removed = headline.prepare_workdir(tmp_path, changed)
-    assert removed == ["supernet.pt", "stats.npz", "supernet.mess"]
-    assert (tmp_path / "stage1.pt").exists() and not (tmp_path / "supernet.pt").exists()
-    # test-split and profiling settings do not touch the build
-    for name in removed:
-        (tmp_path / name).write_text("x")
-    other = dataclasses.replace(changed, test_images=7, tier="full", budget_fraction=0.9)
-    assert headline.prepare_workdir(tmp_path, other) == []
-    for name in removed:
-        (tmp_path / name).write_text("x")
-    faster = dataclasses.replace(other, stage2_lr=0.1)
-    assert headline.prepare_workdir(tmp_path, faster) == removed
-
-
-def test_a_field_left_at_none_keeps_the_digests_of_older_work_folders() -> None:
-    # bench/headline.py's digest of MICRO before Preset had stage2_lr (commit fea3ca9)
-    before = "2934c5c8a83c7fcd2d4ada71782d8c76507e899057e94b1f4c0217221380bdfb"
-    assert headline.build_digests(headline.MICRO)["supernet.mess"] == before
-    with_rate = dataclasses.replace(headline.MICRO, stage2_lr=headline.MICRO.lr)
-    assert headline.build_digests(with_rate)["supernet.mess"] != before
-
-
-def test_stage2_learning_rate_reaches_stage_2_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from rich.console import Console
-
-    from mess.demo import Demo
-
-    calls = []
-
-    class Stop(Exception):
-        pass
-
-    def run_training(stage: str, supernet: Path, *, output: Path, **kwargs: object) -> None:
-        calls.append((stage, kwargs["lr"]))
-        if stage == "stage2":
-            raise Stop
-        shutil.copy(supernet, output)
-
-    monkeypatch.setattr("mess.cli.train.run_training", run_training)
-    preset = dataclasses.replace(headline.MICRO, lr=0.02, stage2_lr=0.5)
-    with pytest.raises(Stop):
-        Demo(tmp_path, preset, Console(quiet=True)).build()
-    assert calls == [("stage1", 0.02), ("stage2", 0.5)]
-    calls.clear()
-    (tmp_path / "stage1.pt").unlink()
-    with pytest.raises(Stop):  # without it, stage 2 runs at the preset's one rate
-        Demo(tmp_path, headline.MICRO, Console(quiet=True)).build()
-    assert calls == [("stage1", headline.MICRO.lr), ("stage2", headline.MICRO.lr)]
-
-
-def test_a_build_trained_elsewhere_is_calibrated_and_exported_without_training(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    trainer, target = tmp_path / "gpu", tmp_path / "cpu"
-    assert headline.main(["--preset", "micro", "--workdir", str(trainer), "--build-only"]) == 0
-    assert (trainer / "supernet.mess").exists()
-    assert "built" in capsys.readouterr().out
-    target.mkdir()
-    for name in ("supernet.pt", "digests.json"):  # what travels: the checkpoint and its digests
-        shutil.copy(trainer / name, target / name)
-    trained = (target / "supernet.pt").read_bytes()
-
-    def no_training(*args: object, **kwargs: object) -> None:
-        raise AssertionError("a missing intermediate checkpoint was rebuilt")
-
-    monkeypatch.setattr("mess.cli.train.run_training", no_training)
-    assert headline.main(["--preset", "micro", "--workdir", str(target), "--build-only"]) == 0
-    assert (target / "supernet.pt").read_bytes() == trained
-    assert not (target / "stage1.pt").exists() and not (target / "supernet-init.pt").exists()
-    assert (target / "stats.npz").exists() and (target / "supernet.mess").exists()
-    # the stats are a product, not an intermediate: gone, they are calibrated again
-    (target / "stats.npz").unlink()
-    assert headline.main(["--preset", "micro", "--workdir", str(target), "--build-only"]) == 0
-    assert (target / "stats.npz").exists()
-    # a changed stage 2 still retrains: its digest removes supernet.pt, so stage 1 is needed
-    with pytest.raises(AssertionError, match="rebuilt"):
-        headline.main(
-            ["--preset", "micro", "--workdir", str(target), "--build-only", "--stage2-epochs", "2"]
-        )
 
 
 def test_paper_preset_is_refused_without_a_gpu_unless_forced(
@@ -246,7 +156,7 @@ def test_goals_check_each_setting_and_its_static_model_apart() -> None:
         _row("max-accuracy@1x", 7.8, 5.4),
         _row("max-accuracy@1x/static", 0.9, 6.0),  # more accurate, but slower than the original
     ]
-    g = headline.goals(rows)
+    g = goals(rows)
     acc, cost = g["same_accuracy"], g["same_cost"]
     assert (acc["met"], acc["static"]["met"]) == (False, True)
     assert (acc["speedup"], acc["miou_change_pp"]) == (11.8, -0.35)
@@ -254,7 +164,7 @@ def test_goals_check_each_setting_and_its_static_model_apart() -> None:
     assert (cost["met"], cost["static"]["met"]) == (True, False)
     assert acc["goal_speedup"] == 2.83 and cost["goal_pp"] == 5.33
     # at the goal itself counts as met
-    edge = headline.goals([_row(s, 2.83, -0.1) for s in SETTINGS[1:]])
+    edge = goals([_row(s, 2.83, -0.1) for s in SETTINGS[1:]])
     assert edge["same_accuracy"]["met"] and not edge["same_cost"]["met"]
 
 
@@ -263,11 +173,11 @@ def test_plot_labels_of_nearly_coinciding_points_do_not_overlap() -> None:
     # and one far away: the second label moves, the far one keeps the first offset.
     anchors = [(100.0, 200.0), (101.0, 201.0), (400.0, 50.0)]
     texts = ["max-accuracy@1x", "max-accuracy@1x/static", "original"]
-    offsets = headline.label_offsets(anchors, texts, size=6)
-    assert offsets[0] == offsets[2] == headline.LABEL_OFFSETS[0]
+    offsets = label_offsets(anchors, texts, size=6)
+    assert offsets[0] == offsets[2] == LABEL_OFFSETS[0]
     assert offsets[1] != offsets[0]
     # Every free spot taken: the first offset, not an error.
-    crowd = [(0.0, 0.0)] * (len(headline.LABEL_OFFSETS) + 2)
-    crowded = headline.label_offsets(crowd, ["x" * 20] * len(crowd), size=6)
-    assert crowded[-1] == headline.LABEL_OFFSETS[0]
-    assert len(set(crowded[: len(headline.LABEL_OFFSETS)])) == len(headline.LABEL_OFFSETS)
+    crowd = [(0.0, 0.0)] * (len(LABEL_OFFSETS) + 2)
+    crowded = label_offsets(crowd, ["x" * 20] * len(crowd), size=6)
+    assert crowded[-1] == LABEL_OFFSETS[0]
+    assert len(set(crowded[: len(LABEL_OFFSETS)])) == len(LABEL_OFFSETS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,68 +10,15 @@ import typer
 from mess.cli._app import UserError, app, parse_size
 
 
-def _load(supernet: Path) -> Any:
-    from mess.nn import SupernetFileError, load_supernet
+def run_calibration(supernet: Path, data: str, output: Path, **options: Any) -> dict[str, Any]:
+    """:func:`mess.pipeline.calibrate_supernet`, its unusable inputs as usage errors."""
+    from mess.nn import SupernetFileError
+    from mess.pipeline import PipelineError, calibrate_supernet
 
     try:
-        return load_supernet(supernet)
-    except SupernetFileError as exc:
+        return calibrate_supernet(supernet=supernet, data=data, output=output, **options)
+    except (PipelineError, SupernetFileError) as exc:
         raise UserError(str(exc)) from None
-
-
-def run_calibration(
-    supernet: Path,
-    data: str,
-    output: Path,
-    *,
-    split: str = "calibration",
-    pixel_thresholds: list[float] | None = None,
-    size: tuple[int, int] | None = None,
-    length: int | None = None,
-    batch_size: int = 8,
-    device: str = "auto",
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Compute and write the ``mess-stats`` v1 file of a supernet on a data split."""
-    import torch
-    from rich.progress import Progress
-
-    from mess.data import build_dataset
-    from mess.nn.calibrate import DEFAULT_PIXEL_THRESHOLDS, calibrate
-    from mess.stats import Stats, save_stats, validate_stats
-
-    sn = _load(supernet)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dataset = build_dataset(
-            data, split, size=size, num_classes=sn.num_classes, length=length, seed=seed
-        )
-    except (ValueError, FileNotFoundError) as exc:
-        raise UserError(str(exc)) from None
-    if getattr(dataset, "num_classes", sn.num_classes) != sn.num_classes:
-        raise UserError(f"{data} has {dataset.num_classes} classes, the supernet {sn.num_classes}")
-    with Progress() as progress:
-        task = progress.add_task(f"calibrating on {data}:{split}", total=len(dataset))
-        arrays = calibrate(
-            sn,
-            dataset,
-            pixel_thresholds=pixel_thresholds or DEFAULT_PIXEL_THRESHOLDS,
-            batch_size=batch_size,
-            device=device,
-            class_names=getattr(dataset, "class_names", None),
-            progress=lambda n: progress.advance(task, n),
-        )
-    stats = Stats(
-        meta=json.loads(str(arrays["meta"])),
-        intersection=arrays["intersection"],
-        predicted=arrays["predicted"],
-        target=arrays["target"],
-        confidence=arrays["confidence"],
-    )
-    validate_stats(stats)
-    save_stats(stats, output)
-    return stats.meta
 
 
 def _floats(text: str) -> list[float]:

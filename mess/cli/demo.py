@@ -22,7 +22,8 @@ def demo_command(
 
     Example: mess demo --workdir ./mess-demo
     """
-    from mess.demo import PRESETS, run_demo
+    from mess.demo import run_demo
+    from mess.pipeline import PRESETS
 
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}: {', '.join(PRESETS)}")

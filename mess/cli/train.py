@@ -7,15 +7,12 @@ per process; only rank 0 writes files).
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from mess.cli._app import UserError, app, parse_size
-
-log = logging.getLogger(__name__)
 
 train_app = typer.Typer(
     help="Train a supernet: stage1 (exit-aware backbone), stage2 (frozen-backbone heads).\n\n"
@@ -25,145 +22,18 @@ train_app = typer.Typer(
 )
 app.add_typer(train_app, name="train")
 
-STAGES = ("stage1", "stage2")
-
 
 def run_training(
-    stage: str,
-    supernet: Path,
-    data: str,
-    output: Path,
-    *,
-    epochs: int = 1,
-    batch_size: int = 8,
-    lr: float = 0.01,
-    optimizer: str = "sgd",
-    size: tuple[int, int] | None = None,
-    train_length: int | None = None,
-    val_length: int | None = 64,
-    workers: int = 0,
-    device: str = "auto",
-    seed: int = 0,
-    resume: bool = False,
-    progress: bool = True,
-    exit_heads: list[str] | None = None,
-    exit_weight: float = 1.0,
-    distill_weight: float = 1.0,
-    temperature: float = 2.0,
-    heads_per_step: int = 0,
+    stage: str, supernet: Path, data: str, output: Path, **options: Any
 ) -> list[dict[str, Any]]:
-    """Run one training stage from a supernet file to an output supernet file.
+    """:func:`mess.pipeline.train_supernet`, its unusable inputs as usage errors."""
+    from mess.nn import SupernetFileError
+    from mess.pipeline import PipelineError, train_supernet
 
-    Args:
-        stage: ``stage1`` or ``stage2``.
-        supernet: input supernet file (``Supernet.save`` or a ``.mess`` bundle).
-        data: ``synth``, ``synth:N``, ``cityscapes:DIR``, ``voc:DIR`` or ``folder:DIR``.
-        output: supernet file to write; the checkpoint is ``output`` + ``.ckpt``.
-        epochs: passes over the training split.
-        batch_size: images per iteration (per process under torchrun).
-        lr: peak learning rate (poly decay).
-        optimizer: ``sgd`` or ``adamw``.
-        size: resize images to ``(H, W)``.
-        train_length: number of training images (synth).
-        val_length: images of the calibration split used for the per-epoch mIoU (0: none).
-        workers: DataLoader workers.
-        device: ``auto``, ``cpu`` or ``cuda``.
-        seed: seed of every random choice.
-        resume: continue from ``output.ckpt``.
-        progress: show progress bars.
-        exit_heads: stage 1 candidate heads (default: the lightest head of the space).
-        exit_weight: stage 1 weight of the early-exit loss.
-        distill_weight: stage 2 weight of positive filtering distillation.
-        temperature: stage 2 distillation temperature.
-        heads_per_step: stage 2 heads per forward/backward group (0: all).
-
-    Returns:
-        The per-epoch records as JSON-ready dicts.
-    """
-    import torch
-
-    from mess.data import build_dataset
-    from mess.nn import SupernetFileError, load_supernet
-    from mess.nn.train import TrainConfig, checkpoint_path, train_stage1, train_stage2
-    from mess.nn.train.distributed import is_main_process
-
-    if stage not in STAGES:
-        raise UserError(f"unknown stage {stage!r}: use stage1 or stage2")
-    if device not in ("auto", "cpu") and not device.startswith("cuda"):
-        raise UserError(f"invalid device {device!r}: use auto, cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: CUDA is not available on this machine")
-    ckpt = checkpoint_path(output)
-    if resume and not ckpt.is_file():
-        raise UserError(f"--resume: no checkpoint {ckpt}")
     try:
-        sn = load_supernet(supernet)
-    except SupernetFileError as exc:
+        return train_supernet(stage=stage, supernet=supernet, data=data, output=output, **options)
+    except (PipelineError, SupernetFileError) as exc:
         raise UserError(str(exc)) from None
-    try:
-        config = TrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            optimizer=optimizer,
-            seed=seed,
-            device=device,
-            workers=workers,
-            progress=progress,
-        )
-        train_set = build_dataset(
-            data,
-            "train",
-            size=size,
-            num_classes=sn.num_classes,
-            train=True,
-            length=train_length,
-            seed=seed,
-        )
-        val_set = None
-        if val_length != 0:
-            val_set = build_dataset(
-                data,
-                "calibration",
-                size=size,
-                num_classes=sn.num_classes,
-                length=val_length,
-                seed=seed,
-            )
-    except (ValueError, FileNotFoundError) as exc:
-        raise UserError(str(exc)) from None
-    if getattr(train_set, "num_classes", sn.num_classes) != sn.num_classes:
-        raise UserError(
-            f"{data} has {train_set.num_classes} classes, the supernet {sn.num_classes}"
-        )
-    if val_set is not None and val_length is not None and len(val_set) > val_length:
-        val_set = torch.utils.data.Subset(val_set, range(val_length))
-
-    common: dict[str, Any] = {
-        "config": config,
-        "val_set": val_set,
-        "checkpoint": ckpt,
-        "resume": resume,
-    }
-    try:
-        if stage == "stage1":
-            history = train_stage1(
-                sn, train_set, exit_heads=exit_heads, exit_weight=exit_weight, **common
-            )
-        else:
-            history = train_stage2(
-                sn,
-                train_set,
-                distill_weight=distill_weight,
-                temperature=temperature,
-                heads_per_step=heads_per_step,
-                **common,
-            )
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    if is_main_process():
-        sn.cpu().save(output)
-    return [r.to_json() for r in history]
 
 
 def _heads(text: str | None) -> list[str] | None:

@@ -1,0 +1,44 @@
+"""What several benchmarks share: their presets, work folders and argument checks."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from mess.pipeline import MICRO, PRESETS, Preset
+
+ROOT = Path(__file__).resolve().parents[1]
+# The pipeline's presets and, for the tests of the benchmarks, the micro one.
+ALL_PRESETS: dict[str, Preset] = {**PRESETS, "micro": MICRO}
+
+
+def headline_workdir(preset_name: str) -> Path:
+    """Where ``bench.headline`` builds a preset (``bench.ceiling`` reads it there)."""
+    return ROOT / "bench" / "out" / f"headline-{preset_name}"
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an int >= ``low``."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse's "invalid int value: ..." for words
+    return parse
+
+
+positive_int = int_at_least(1)
+nonnegative_int = int_at_least(0)
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite float > 0."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
+    return value
