@@ -2,7 +2,7 @@
 
 Batch 1, as a device runs it. mIoU is accumulated over the whole set (intersections and
 unions summed over images, then averaged over classes with a non-empty union), exactly as
-DESIGN.md section 6 defines it for the exit statistics.
+docs/DESIGN.md, "Exit statistics", defines it for the exit statistics.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Computed once per supernet on a calibration split (``mess calibrate``), they hol
 the search needs: per sample and exit the per-class pixel counts (intersection with the
 target, predicted) and the image scores at each pixel threshold.
 
-mIoU of any assignment ``x(n)`` of samples to exits is exact (DESIGN section 6)::
+mIoU of any assignment ``x(n)`` of samples to exits is exact (docs/DESIGN.md, "Exit statistics")::
 
     I_c = sum_n intersection[n, x(n), c]
     U_c = sum_n predicted[n, x(n), c] + target[n, c] - intersection[n, x(n), c]

@@ -15,6 +15,10 @@ from bench._common import ALL_PRESETS  # noqa: E402
 from mess.pipeline import MICRO, run_build  # noqa: E402
 
 
+# The module fixture trains a micro supernet (~1 min alone); its first user pays for it.
+pytestmark = pytest.mark.timeout(900)
+
+
 @pytest.fixture(scope="module")
 def micro_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from rich.console import Console

@@ -34,6 +34,7 @@ def _last_json(out: str) -> dict:
     return json.loads(lines[-1])
 
 
+@pytest.mark.timeout(900)  # trains a micro supernet: ~1 min alone, 5 on a loaded box
 def test_micro_preset_prints_a_consistent_headline_and_reuses_its_build(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

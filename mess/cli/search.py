@@ -1,4 +1,4 @@
-"""``mess search``: the exact exhaustive search, offline (DESIGN section 9)."""
+"""``mess search``: the exact exhaustive search, offline (docs/DESIGN.md, "Search")."""
 
 from __future__ import annotations
 

@@ -44,6 +44,7 @@ def test_stage2_learning_rate_reaches_stage_2_alone(
     assert calls == [("stage1", MICRO.lr), ("stage2", MICRO.lr)]
 
 
+@pytest.mark.timeout(900)  # trains a micro supernet: ~1 min alone, 5 on a loaded box
 def test_a_build_trained_elsewhere_is_calibrated_and_exported_without_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,6 +14,7 @@ from mess.demo import Demo
 from mess.pipeline import BUILD_STAGES, TINY, Stage
 
 
+@pytest.mark.timeout(900)  # trains a micro supernet: ~1 min alone, 5 on a loaded box
 def test_the_demo_builds_once_then_reuses_everything_by_digest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
