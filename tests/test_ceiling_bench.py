@@ -14,7 +14,6 @@ from bench import ceiling  # noqa: E402
 from bench._common import ALL_PRESETS  # noqa: E402
 from mess.pipeline import MICRO, run_build  # noqa: E402
 
-
 # The module fixture trains a micro supernet (~1 min alone); its first user pays for it.
 pytestmark = pytest.mark.timeout(900)
 

@@ -1,8 +1,9 @@
 """Assemble one self-contained tailored ONNX model from exported parts (onnx only, no torch).
 
-The model (docs/DESIGN.md, "Tailored ONNX model") takes ``image`` float32 ``[1, 3, H, W]`` RGB in [0, 1] and
-returns ``logits`` float32 ``[1, C, H, W]`` and ``exit`` (int64 scalar, 0..k). Early exits are
-nested ``If`` nodes: the layers after a taken exit sit in the ``else`` branch and do not run.
+The model (docs/DESIGN.md, "Tailored ONNX model") takes ``image`` float32 ``[1, 3, H, W]``
+RGB in [0, 1] and returns ``logits`` float32 ``[1, C, H, W]`` and ``exit`` (int64 scalar,
+0..k). Early exits are nested ``If`` nodes: the layers after a taken exit sit in the ``else``
+branch and do not run.
 
 Each part's weights are initializers of the graph its nodes land in (the main graph or one
 branch), not of the main graph for all: onnxruntime's CPU provider gives a branch's convolutions
