@@ -79,20 +79,20 @@ def _graph(graph: onnx.GraphProto, outer: Mapping[str, str]) -> dict[str, Any]:
     initializers = {t.name: t for t in graph.initializer}
     shape_fed = _shape_fed(graph)
     names = dict(outer)
-    inputs = []
+    inputs: list[str] = []
     for value in graph.input:
         if value.name in initializers:  # IR < 4 lists initializers among the inputs
             continue
         names[value.name] = f"in{len(inputs)}"
         inputs.append(_value_type(value))
-    weights = []
+    weights: list[dict[str, Any]] = []
     for node in graph.node:
         for name in node.input:
             if name in initializers and name not in names:
                 names[name] = f"w{len(weights)}"
                 tensor = initializers[name]
                 weights.append(_tensor(tensor, values=_values_count(tensor, name in shape_fed)))
-    nodes = []
+    nodes: list[dict[str, Any]] = []
     for index, node in enumerate(graph.node):
         nodes.append(
             {
@@ -114,7 +114,7 @@ def _by_name(attribute: AttributeProto) -> str:
 
 def _shape_fed(graph: onnx.GraphProto) -> set[str]:
     """Names that feed an input slot setting an output shape (:data:`_SHAPE_SLOTS`)."""
-    fed = set()
+    fed: set[str] = set()
     for node in graph.node:
         for slot in _SHAPE_SLOTS.get((node.domain, node.op_type), ()):
             if slot < len(node.input) and node.input[slot]:
