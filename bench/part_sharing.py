@@ -82,7 +82,8 @@ def groups_by_signature(parts: Mapping[str, bytes]) -> dict[str, list[str]]:
 def sample_groups(
     groups: Mapping[str, list[str]], count: int, members: int, seed: int
 ) -> list[list[str]]:
-    """Up to ``count`` shared groups, one of each kind first (head, policy, upsample, ...)."""
+    """Up to ``count`` (0: all) shared groups, kinds in turn (head, policy, upsample, ...);
+    up to ``members`` parts of each."""
     rng = random.Random(seed)
     shared = [names for names in groups.values() if len(names) > 1]
     rng.shuffle(shared)
@@ -90,6 +91,7 @@ def sample_groups(
     for names in shared:
         by_kind.setdefault(names[0].split("/")[0], []).append(names)
     chosen: list[list[str]] = []
+    count = count or len(shared)
     while len(chosen) < count and any(by_kind.values()):
         for kind in sorted(by_kind):
             if by_kind[kind] and len(chosen) < count:
@@ -181,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=128, help="input size (square)")
     parser.add_argument("--rounds", type=int, default=5, help="soundness: rounds per part")
-    parser.add_argument("--groups", type=int, default=6, help="soundness: groups sampled")
+    parser.add_argument("--groups", type=int, default=0, help="soundness: groups (0: all shared)")
     parser.add_argument("--members", type=int, default=3, help="soundness: parts per group")
     parser.add_argument("--tier", default="quick", help="soundness: protocol of each timing")
     parser.add_argument("--seed", type=int, default=0)
@@ -217,13 +219,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     for column in ("parts", "median ms each", "spread between parts", "noise of one part"):
         table.add_column(column, justify="left" if column == "parts" else "right")
     for row in sound:
+        first, others = row["parts"][0], len(row["parts"]) - 1
         table.add_row(
-            "\n".join(row["parts"]),
-            "\n".join(f"{row['median_ms'][n]:.3f}" for n in row["parts"]),
+            f"{first} (+{others})",
+            " / ".join(f"{row['median_ms'][n]:.3f}" for n in row["parts"]),
             f"{row['spread_pct']:.1f} %",
             f"{row['noise_pct']:.1f} %",
         )
     console.print(table)
+    within = sum(row["spread_pct"] <= row["noise_pct"] for row in sound)
+    spreads = sorted(row["spread_pct"] for row in sound)
+    console.print(
+        f"{within} of {len(sound)} groups: parts apart by no more than one part's own noise; "
+        f"spread between parts median {statistics.median(spreads):.1f} %, max {spreads[-1]:.1f} %"
+    )
 
     runs = profiling(parts, seed=args.seed)
     table = Table(title="profiling the whole bundle (one thread, warm)")
