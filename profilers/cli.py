@@ -141,8 +141,10 @@ def bench_command(
     if as_json:
         typer.echo(json.dumps(result))
     else:
+        halfwidth = timing.halfwidth
+        known = "" if halfwidth is None else f" (+-{100 * halfwidth:.1f} % at 95 %)"
         typer.echo(
-            f"{model.name}: median {timing.median:.3f} ms, p90 {timing.p90:.3f} ms "
+            f"{model.name}: median {timing.median:.3f} ms{known}, p90 {timing.p90:.3f} ms "
             f"({len(timing.samples_ms)} runs after {timing.warmup_runs} warm-up, "
             f"{threads} thread(s))"
         )
