@@ -12,8 +12,11 @@ What the sha256 covers:
 - every node in the order of the file: domain, op type, attributes (name, type, value), and
   its inputs as references to what produced them (a graph input, an initializer or an output of
   an earlier node, by position), so that the wiring counts and the exporter's names do not;
-- initializers: element type and dimensions; their values only where they can change the
-  computation, see :func:`_values_count`;
+- initializers: element type and dimensions; their values too where they can change the
+  computation (integer tensors: shapes, axes, indices; a resize's float scales), see
+  :func:`_values_matter`;
+- constants held in attributes (``Constant``'s ``value``): element type and dimensions, and
+  their values when integer or at most :data:`SMALL_TENSOR` elements (thresholds, scales);
 - subgraphs (``If``, ``Loop``, ``Scan`` attributes) the same way, recursively.
 
 Not covered: names of nodes and tensors, doc strings, metadata, ``value_info`` (shape
@@ -35,8 +38,9 @@ from onnx import AttributeProto, TensorProto, numpy_helper
 
 __all__ = ["SMALL_TENSOR", "part_signature"]
 
-# A constant with at most this many elements is hashed by value whatever its type: scalars and
-# short vectors (thresholds, scales, clip bounds) steer the computation, weights are larger.
+# A constant in an attribute with at most this many elements is hashed by value whatever its
+# type: scalars and short vectors (thresholds, scales, clip bounds) steer the computation,
+# weights are larger. Initializers are weights unless integer (a short float bias is a weight).
 SMALL_TENSOR = 16
 # Float initializers that set an output shape (Resize/Upsample roi and scales), by input slot.
 _SHAPE_SLOTS = {("", "Resize"): {1, 2}, ("", "Upsample"): {1}}
@@ -91,7 +95,7 @@ def _graph(graph: onnx.GraphProto, outer: Mapping[str, str]) -> dict[str, Any]:
             if name in initializers and name not in names:
                 names[name] = f"w{len(weights)}"
                 tensor = initializers[name]
-                weights.append(_tensor(tensor, values=_values_count(tensor, name in shape_fed)))
+                weights.append(_tensor(tensor, values=_values_matter(tensor, name in shape_fed)))
     nodes: list[dict[str, Any]] = []
     for index, node in enumerate(graph.node):
         nodes.append(
@@ -122,7 +126,7 @@ def _shape_fed(graph: onnx.GraphProto) -> set[str]:
     return fed
 
 
-def _values_count(tensor: TensorProto, shape_fed: bool) -> bool:
+def _values_matter(tensor: TensorProto, shape_fed: bool) -> bool:
     """Whether a tensor's values are part of the computation, not just its type and shape.
 
     Integer and boolean tensors are shapes, axes, indices and masks; float tensors feeding a
