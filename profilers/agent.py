@@ -36,6 +36,7 @@ from profilers.measure import (
     make_session,
     measure_parts,
     measurement_context,
+    measurement_report,
     random_inputs,
     time_session,
 )
@@ -84,6 +85,7 @@ class AgentConfig:
     poll_seconds: float = 5.0
     wholes: int = 3  # tailored models measured whole per job
     cold_cache: bool = False  # flush the CPU caches before each timed run of a part
+    share: bool = True  # time one part per signature of computation
 
 
 def make_client(config: AgentConfig, transport: httpx.BaseTransport | None = None) -> httpx.Client:
@@ -204,6 +206,7 @@ class Agent:
                 seed=job_id,
                 progress=check,
                 cold=self.config.cold_cache,
+                share=self.config.share,
             )
             wholes = self._measure_wholes(manifest, parts, job.get("configurations") or [])
             payload = {
@@ -214,7 +217,9 @@ class Agent:
                     self.config.providers,
                     self.config.tier,
                     cold=self.config.cold_cache,
-                ),
+                    share=self.config.share,
+                )
+                | measurement_report(timings),
                 "wholes": wholes,
             }
             response = self.request("POST", f"/v1/jobs/{job_id}/result", json=payload)

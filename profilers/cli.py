@@ -19,6 +19,10 @@ app = typer.Typer(
     add_completion=False,
 )
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+TIER_HELP = (
+    "quick (until the median is known to +-2 %: 16 runs at least, 2 s at most), full (+-1 %, "
+    "32 runs, 6 s), or the fixed quick-fixed (64 runs, 1 s) and full-fixed (256 runs, 3 s)."
+)
 
 
 @app.callback(invoke_without_command=True)
@@ -37,9 +41,7 @@ def agent_command(
     ] = False,
     providers: Annotated[str, typer.Option(help="Execution providers: cpu, cuda.")] = "cpu",
     threads: Annotated[int, typer.Option(help="Intra-op threads (fixed and recorded).")] = 1,
-    tier: Annotated[
-        str, typer.Option(help="quick (64 runs, 1 s) or full (256 runs, 3 s).")
-    ] = "quick",
+    tier: Annotated[str, typer.Option(help=TIER_HELP)] = "quick",
     cache_dir: Annotated[Path | None, typer.Option(help="Part cache (by sha256).")] = None,
     cold_cache: Annotated[
         bool,
@@ -48,6 +50,13 @@ def agent_command(
             "where the default (warm) is optimistic, for models whose weights outgrow the cache."
         ),
     ] = False,
+    share: Annotated[
+        bool,
+        typer.Option(
+            help="Time one part per distinct computation (parts equal but for their weights "
+            "share its timing); --no-share times every part."
+        ),
+    ] = True,
     poll_seconds: Annotated[
         float, typer.Option(min=0.1, help="Wait between polls of an empty queue.")
     ] = 5.0,
@@ -81,6 +90,7 @@ def agent_command(
         cache_dir=cache_dir,
         poll_seconds=poll_seconds,
         cold_cache=cold_cache,
+        share=share,
     )
     with make_client(config) as client:
         agent = Agent(config, client)
@@ -97,9 +107,7 @@ def agent_command(
 def bench_command(
     model: Annotated[Path, typer.Argument(help="Any ONNX model with fixed input shapes.")],
     threads: Annotated[int, typer.Option(help="Intra-op threads.")] = 1,
-    tier: Annotated[
-        str, typer.Option(help="quick (64 runs, 1 s) or full (256 runs, 3 s).")
-    ] = "quick",
+    tier: Annotated[str, typer.Option(help=TIER_HELP)] = "quick",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Time a model with the agent's protocol, to reproduce the latency the service reports.
@@ -127,13 +135,16 @@ def bench_command(
         "mean_ms": timing.mean,
         "runs": len(timing.samples_ms),
         "warmup_runs": timing.warmup_runs,
+        "halfwidth_pct": None if timing.halfwidth is None else 100 * timing.halfwidth,
         "context": measurement_context(threads, None, tier),
     }
     if as_json:
         typer.echo(json.dumps(result))
     else:
+        halfwidth = timing.halfwidth
+        known = "" if halfwidth is None else f" (+-{100 * halfwidth:.1f} % at 95 %)"
         typer.echo(
-            f"{model.name}: median {timing.median:.3f} ms, p90 {timing.p90:.3f} ms "
+            f"{model.name}: median {timing.median:.3f} ms{known}, p90 {timing.p90:.3f} ms "
             f"({len(timing.samples_ms)} runs after {timing.warmup_runs} warm-up, "
             f"{threads} thread(s))"
         )

@@ -1,11 +1,24 @@
 """The measurement protocol of ``mess-agent`` (onnxruntime only).
 
+See docs/DESIGN.md, "Agent measurement protocol". In short:
+
 - thread settings fixed and recorded (intra-op threads, one inter-op thread, sequential);
 - inputs of the exact shapes the part sees in the model (fixed shapes from the ONNX graph),
   random data (never zeros), drawn once per part from a seeded generator;
+- each distinct computation timed once: parts are grouped by the signature of their graph
+  without weight values (:func:`mess.onnx.signature.part_signature`), one part of each group is
+  timed and its timing stands for the group's (every stage position's heads are the same
+  computations with other weights; a dense convolution's time does not depend on the weight
+  values). ``share=False`` (``mess-agent --no-share``) times every part;
 - warm-up until timings settle: at least 5 runs, then until the median of the last 5 runs is
   within 5 % of the 5 before, at most 2 s (``quick``) / 5 s (``full``);
-- then timed runs until both at least ``min_runs`` (64 / 256) and ``min_seconds`` (1 s / 3 s);
+- then timed runs until the median is known well enough: until the 95 % confidence interval
+  of the median (distribution-free, from order statistics: :mod:`profilers.precision`) lies
+  within +-2 % (``quick``) / +-1 % (``full``) of it, checked after ``min_runs`` (16 / 32) and
+  then every ``max(8, runs // 10)`` runs; a part that gets there in no time stops there, a noisy
+  one stops at the time cap (2 s / 6 s, never before ``min_runs``) and reports the precision
+  it reached. The fixed protocol of earlier profiles (at least 64 / 256 runs and 1 s / 3 s)
+  stays available as ``quick-fixed`` / ``full-fixed``;
 - parts measured in a random (seeded) order so drift does not bias one part;
 - every raw per-iteration time is kept (milliseconds, ``time.perf_counter_ns``);
 - optionally cold (``mess-agent --cold-cache``, recorded as ``"cache": "cold"`` in the
@@ -35,12 +48,22 @@ from typing import Any
 
 import numpy as np
 
-TIERS = {
-    "quick": {"min_runs": 64, "min_seconds": 1.0, "max_warmup_seconds": 2.0},
-    "full": {"min_runs": 256, "min_seconds": 3.0, "max_warmup_seconds": 5.0},
+from profilers.precision import CONFIDENCE, median_halfwidth
+
+# A tier with a ``target`` is adaptive: timed until the median's 95 % confidence interval is
+# within +-target of it (relative), at least ``min_runs``, at most ``max_seconds`` (the cap is
+# not applied before ``min_runs``). One without is fixed: at least ``min_runs`` and
+# ``min_seconds``.
+TIERS: dict[str, dict[str, float]] = {
+    "quick": {"target": 0.02, "min_runs": 16, "max_seconds": 2.0, "max_warmup_seconds": 2.0},
+    "full": {"target": 0.01, "min_runs": 32, "max_seconds": 6.0, "max_warmup_seconds": 5.0},
+    # the fixed protocol of profiles before the adaptive one (mess-agent/1)
+    "quick-fixed": {"min_runs": 64, "min_seconds": 1.0, "max_warmup_seconds": 2.0},
+    "full-fixed": {"min_runs": 256, "min_seconds": 3.0, "max_warmup_seconds": 5.0},
     # for tests and demos of the plumbing only: too few runs to report
     "smoke": {"min_runs": 8, "min_seconds": 0.0, "max_warmup_seconds": 0.05},
 }
+CHECK_EVERY = 8  # runs between two checks of the precision, at least (see time_session)
 _ONNX_TO_NUMPY = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
@@ -50,7 +73,7 @@ _ONNX_TO_NUMPY = {
 }
 
 
-PROTOCOL = "mess-agent/1"
+PROTOCOL = "mess-agent/2"
 _CACHE_DIR = Path("/sys/devices/system/cpu/cpu0/cache")
 _FLUSH_DEFAULT = 64 * 2**20  # when the cache size is unknown
 _FLUSH_MAX = 512 * 2**20
@@ -89,11 +112,17 @@ class CacheFlusher:
 
 @dataclass
 class Timing:
-    """Raw timings of one model or part, in milliseconds."""
+    """Raw timings of one model or part, in milliseconds.
+
+    ``signature``: of the part's computation (``None`` when parts were not grouped);
+    ``shared_from``: the part whose runs these are, when it is not this one.
+    """
 
     name: str
     samples_ms: list[float]
     warmup_runs: int = 0
+    signature: str | None = None
+    shared_from: str | None = None
 
     @property
     def median(self) -> float:
@@ -106,6 +135,11 @@ class Timing:
     @property
     def mean(self) -> float:
         return float(np.mean(self.samples_ms))
+
+    @property
+    def halfwidth(self) -> float | None:
+        """Relative half-width of the median's 95 % confidence interval (``None``: too few)."""
+        return median_halfwidth(self.samples_ms)
 
 
 def make_session(
@@ -145,10 +179,11 @@ def time_session(
     clock: Callable[[], int] = time.perf_counter_ns,
     flush: Callable[[Mapping[str, np.ndarray]], None] | None = None,
 ) -> Timing:
-    """Warm up until settled, then time runs per the tier's protocol.
+    """Warm up until settled, then time runs per the tier's protocol (module docstring).
 
-    ``flush``: called before every run, untimed (a :class:`CacheFlusher` times the model
-    cold); ``None`` times it warm.
+    ``clock`` times the runs and the phases (a fake one drives the tests); ``flush``: called
+    before every run, untimed (a :class:`CacheFlusher` times the model cold); ``None`` times
+    it warm.
     """
     spec = TIERS[tier]
     run = session.run
@@ -160,20 +195,38 @@ def time_session(
         run(None, dict(feeds))
         return (clock() - start) / 1e6
 
+    def seconds_since(start_ns: int) -> float:
+        return (clock() - start_ns) / 1e9
+
     warm: list[float] = []
-    warm_start = time.perf_counter()
+    warm_start = clock()
     while True:
         warm.append(once())
         if len(warm) >= 10:
             last, before = statistics.median(warm[-5:]), statistics.median(warm[-10:-5])
             if abs(last - before) <= 0.05 * before:
                 break
-        if len(warm) >= 5 and time.perf_counter() - warm_start > spec["max_warmup_seconds"]:
+        if len(warm) >= 5 and seconds_since(warm_start) > spec["max_warmup_seconds"]:
             break
     samples: list[float] = []
-    start = time.perf_counter()
-    while len(samples) < spec["min_runs"] or time.perf_counter() - start < spec["min_seconds"]:
+    start = clock()
+    if "target" not in spec:
+        while len(samples) < spec["min_runs"] or seconds_since(start) < spec["min_seconds"]:
+            samples.append(once())
+        return Timing(name, samples, warmup_runs=len(warm))
+    check_at = spec["min_runs"]
+    while True:
         samples.append(once())
+        if len(samples) < spec["min_runs"]:
+            continue
+        if seconds_since(start) >= spec["max_seconds"]:
+            break
+        if len(samples) >= check_at:
+            halfwidth = median_halfwidth(samples)
+            if halfwidth is not None and halfwidth <= spec["target"]:
+                break
+            # every few runs while few, every tenth more when many: sorting is O(n log n)
+            check_at = len(samples) + max(CHECK_EVERY, len(samples) // 10)
     return Timing(name, samples, warmup_runs=len(warm))
 
 
@@ -187,23 +240,43 @@ def measure_parts(
     progress: Callable[[str, Timing], None] | None = None,
     cold: bool = False,
     flush: Callable[[Mapping[str, np.ndarray]], None] | None = None,
+    share: bool = True,
 ) -> dict[str, Timing]:
     """Time every part (in a seeded random order); returns timings by part name.
 
-    ``cold``: flush the caches before each run (see the module docstring); ``flush``: what
-    does it (default: a :class:`CacheFlusher`).
+    ``share``: time one part per signature of computation, the first of its group in that
+    order; the others get its timing (``Timing.shared_from`` names it). ``cold``: flush the
+    caches before each run (see the module docstring); ``flush``: what does it (default: a
+    :class:`CacheFlusher`). ``progress`` is called for every part, shared ones included.
     """
+    from mess.onnx.signature import part_signature
+
     order = sorted(parts)
     random.Random(seed).shuffle(order)
     if cold and flush is None:
         flush = CacheFlusher()
     elif not cold:
         flush = None
-    timings = {}
+    timings: dict[str, Timing] = {}
+    timed: dict[str, Timing] = {}  # by signature
     for i, name in enumerate(order):
-        session = make_session(parts[name], threads=threads, providers=providers)
-        feeds = random_inputs(session, seed + i)
-        timing = time_session(session, feeds, tier=tier, name=name, flush=flush)
+        signature = part_signature(parts[name]) if share else None
+        first = timed.get(signature) if signature is not None else None
+        if first is not None:
+            timing = Timing(
+                name,
+                first.samples_ms,
+                warmup_runs=first.warmup_runs,
+                signature=signature,
+                shared_from=first.name,
+            )
+        else:
+            session = make_session(parts[name], threads=threads, providers=providers)
+            feeds = random_inputs(session, seed + i)
+            timing = time_session(session, feeds, tier=tier, name=name, flush=flush)
+            timing.signature = signature
+            if signature is not None:
+                timed[signature] = timing
         timings[name] = timing
         if progress is not None:
             progress(name, timing)
@@ -211,11 +284,37 @@ def measure_parts(
 
 
 def measurement_context(
-    threads: int, providers: list[str] | None, tier: str, *, cold: bool = False
+    threads: int,
+    providers: list[str] | None,
+    tier: str,
+    *,
+    cold: bool = False,
+    share: bool = True,
 ) -> dict[str, Any]:
-    """What the timings depend on; a change of any of it makes a new profile version."""
+    """What the timings depend on; a change of any of it makes a new profile version.
+
+    ``rule``: the tier's stopping rule (adaptive: target, minimum runs, cap; fixed: runs and
+    seconds); ``share``: whether parts of one signature share one timing.
+    """
     import onnxruntime as ort
 
+    spec = TIERS[tier]
+    if "target" in spec:
+        rule: dict[str, Any] = {
+            "stop": "median known",
+            "interval": "order statistics (binomial ranks)",
+            "confidence": CONFIDENCE,
+            "target": spec["target"],
+            "min_runs": int(spec["min_runs"]),
+            "max_seconds": spec["max_seconds"],
+            "check_every": CHECK_EVERY,
+        }
+    else:
+        rule = {
+            "stop": "fixed",
+            "min_runs": int(spec["min_runs"]),
+            "min_seconds": spec["min_seconds"],
+        }
     context = {
         "runtime": "onnxruntime",
         "runtime_version": ort.__version__,
@@ -225,10 +324,39 @@ def measurement_context(
         "execution_mode": "sequential",
         "tier": tier,
         "protocol": PROTOCOL,
+        "rule": rule | {"max_warmup_seconds": spec["max_warmup_seconds"]},
+        "share": share,
     }
-    if cold:  # only then: warm contexts stay those of the profiles stored before it existed
+    if cold:
         context["cache"] = "cold"
     return context
+
+
+def measurement_report(timings: Mapping[str, Timing]) -> dict[str, Any]:
+    """What one job's measurement reached, for its profile's context.
+
+    ``precision``: per part, the median's 95 % interval half-width in % (``None``: too few
+    runs) and the runs; ``signatures`` (when parts were grouped): each signature's parts, the
+    one timed first.
+    """
+    precision = {}
+    for name, timing in timings.items():
+        halfwidth = timing.halfwidth
+        precision[name] = {
+            "halfwidth_pct": None if halfwidth is None else round(100 * halfwidth, 3),
+            "runs": len(timing.samples_ms),
+        }
+    report: dict[str, Any] = {"precision": precision}
+    groups: dict[str, list[str]] = {}
+    for name, timing in timings.items():
+        if timing.signature is not None:
+            groups.setdefault(timing.signature, []).append(name)
+    if groups:
+        report["signatures"] = {
+            signature: sorted(names, key=lambda n: timings[n].shared_from is not None)
+            for signature, names in groups.items()
+        }
+    return report
 
 
 def device_attributes() -> dict[str, Any]:
