@@ -86,7 +86,7 @@ def test_a_killed_agent_loses_nothing(server: Server, tiny_bundle: Path, tmp_pat
     sid = _push(server, tiny_bundle)
     token = server.token("agent", "agent-1")
     victim = subprocess.Popen(
-        _agent(server, token, "--once", "--tier", "full"),
+        _agent(server, token, "--once", "--tier", "full-fixed", "--no-share"),  # slow on purpose
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -112,7 +112,7 @@ def test_sigterm_releases_the_current_job(server: Server, tiny_bundle: Path):
     _push(server, tiny_bundle)
     token = server.token("agent", "agent-1")
     agent = subprocess.Popen(
-        _agent(server, token, "--once", "--tier", "full"),
+        _agent(server, token, "--once", "--tier", "full-fixed", "--no-share"),  # slow on purpose
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
