@@ -105,14 +105,6 @@ class FilterGrid:
     edge_w: np.ndarray
     grid: np.ndarray
 
-    @classmethod
-    def empty(cls, lo: float, hi: float, nx: int = 1024, nw: int = 128) -> FilterGrid:
-        if not hi > lo:
-            nx = nw = 1
-        edge_x = np.linspace(lo, hi, nx)
-        edge_w = np.linspace(lo, hi, nw)
-        return cls(edge_x, edge_w, np.full((nw, nx), -np.inf))
-
     def raise_to(self, exp: np.ndarray, worst: np.ndarray, miou: np.ndarray) -> None:
         """Account for configurations with these metrics."""
         if len(exp) == 0:
@@ -133,6 +125,31 @@ class FilterGrid:
         out = np.zeros(len(exp), dtype=bool)
         out[ok] = miou[ok] < self.grid[iw[ok], ix[ok]]
         return out
+
+
+@dataclass
+class FilterGrids:
+    """One :class:`FilterGrid` per cost table of a fleet, stacked: ``edge_x`` ``(K, nx)``,
+    ``edge_w`` ``(K, nw)``, ``grid`` ``(K, nw, nx)`` (what the kernel reads); ``tables[k]``
+    views table ``k``'s rows, so that raising it raises the stack."""
+
+    edge_x: np.ndarray
+    edge_w: np.ndarray
+    grid: np.ndarray
+    tables: list[FilterGrid]
+
+    @classmethod
+    def empty(
+        cls, bounds: list[tuple[float, float]], nx: int = 1024, nw: int = 128
+    ) -> FilterGrids:
+        """Empty grids spanning ``(lo, hi)`` per table."""
+        if not all(hi > lo for lo, hi in bounds):
+            nx = nw = 1
+        edge_x = np.stack([np.linspace(lo, hi, nx) for lo, hi in bounds])
+        edge_w = np.stack([np.linspace(lo, hi, nw) for lo, hi in bounds])
+        grid = np.full((len(bounds), nw, nx), -np.inf)
+        tables = [FilterGrid(edge_x[k], edge_w[k], grid[k]) for k in range(len(bounds))]
+        return cls(edge_x, edge_w, grid, tables)
 
 
 @dataclass
