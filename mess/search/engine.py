@@ -275,6 +275,7 @@ def _run_numba(
                 longer.append((ps, pr[a:b], sp.max_exits, n_states, int(sizes[a:b].sum())))
     width = sp.max_exits + 2
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mess-search")
+    snapshot = _snapshot(collectors)
     try:
         for jobs in (singles, longer):
             pending: dict[Future[Any], tuple[Pass, int]] = {}
@@ -290,7 +291,7 @@ def _run_numba(
                         depth,
                         n_states,
                         grids,
-                        _snapshot(collectors),
+                        snapshot,
                     )
                     pending[fut] = (ps, n_configs)
                 done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
@@ -298,11 +299,19 @@ def _run_numba(
                     ps, n_configs = pending.pop(fut)
                     out_f, out_i, out_k, g = fut.result()
                     ranks = kernel_ranks(ps, out_i, width)
+                    changed = False
                     for k, col in enumerate(collectors):
                         mine = out_k == k
-                        col.add(out_f[mine, 0], out_f[mine, 1], out_f[mine, 2], ranks[mine])
+                        f = out_f[mine]
+                        changed |= col.hold(f[:, 0], f[:, 1], f[:, 2], ranks[mine])
+                    if changed:
+                        snapshot = _snapshot(collectors)
+                    # the grids know every candidate already: the kernel raised them
                     np.maximum(grids.grid, g, out=grids.grid)
                     bar.advance(n_configs)
+            # the chains of one exit filter the rest with their whole front
+            if any([col.merge() for col in collectors]):
+                snapshot = _snapshot(collectors)
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise

@@ -176,6 +176,7 @@ def _emit(
     rule_code: np.ndarray,
     term_code: int,
     scratch: np.ndarray,
+    whole: np.ndarray,
     out_f: np.ndarray,
     out_i: np.ndarray,
     out_k: np.ndarray,
@@ -190,13 +191,17 @@ def _emit(
     (vectorised), adding the classes in class order for each ``j`` as the canonical sum does;
     it runs once, whatever the number of tables. ``pc`` is ``(K, D)`` and ``cost_t`` ``(K,)``:
     the expected cost and the filter run per table. Consecutive grid indices with equal
-    metrics are the same point with a larger rank: only the first is offered.
+    metrics are the same point with a larger rank: only the first is offered. ``scratch``
+    is ``(5 + D, G)`` float64 and ``whole`` ``(G,)`` int64 room.
     """
     g = tot.shape[1]
     c = n_classes
     total = scratch[0]
     kept = scratch[1]
     exps = scratch[2]
+    left_f = scratch[3]
+    sums = scratch[4]
+    cnt_f = scratch[5:]
     for j in range(g):
         total[j] = 0.0
         kept[j] = 0.0
@@ -211,31 +216,45 @@ def _emit(
             kept[j] += 1.0 if ok else 0.0
     for j in range(g):
         total[j] = total[j] / kept[j] if kept[j] > 0 else 0.0
+    # what the expected cost needs besides the costs: per grid index, the samples leaving
+    # at each level (as floats), those reaching the terminal, and the level taking them all
+    # (0: none, level + 1: the terminal), where the canonical sum is replaced by that cost
+    for j in range(g):
+        left = n_samples
+        whole[j] = 0
+        for i in range(1, level + 1):
+            ni = cnt[i, j]
+            cnt_f[i, j] = float(ni)
+            left -= ni
+            if ni == n_samples and whole[j] == 0:
+                whole[j] = i
+        left_f[j] = float(left)
+        if left == n_samples:
+            whole[j] = level + 1
     for tb in range(pc.shape[0]):
         ct = cost_t[tb]
+        # the canonical sum ((n_1 c_1 + n_2 c_2) + ...) + n_T c_T over every grid index at
+        # once; where one exit takes all, the break of the canonical loop gives its cost
         for j in range(g):
-            s = 0.0
-            left = n_samples
-            exp = -1.0
-            for i in range(1, level + 1):
-                ni = cnt[i, j]
-                left -= ni
-                if ni == n_samples:
-                    exp = pc[tb, i]
-                    break
-                s = s + float(ni) * pc[tb, i]
-            if exp < 0.0:
-                exp = ct if left == n_samples else (s + float(left) * ct) / n_samples
-            exps[j] = exp
+            sums[j] = 0.0
+        for i in range(1, level + 1):
+            ci = pc[tb, i]
+            for j in range(g):
+                sums[j] = sums[j] + cnt_f[i, j] * ci
+        for j in range(g):
+            exps[j] = (sums[j] + left_f[j] * ct) / n_samples
+        for j in range(g):
+            at = whole[j]
+            if at > 0:
+                exps[j] = ct if at > level else pc[tb, at]
         grid_t = grid[tb]
         ex = edge_x[tb]
         ew = edge_w[tb]
-        front_t = front[:, front_start[tb] : front_start[tb + 1]]
-        franks_t = franks[front_start[tb] : front_start[tb + 1]]
         iw = _floor_edge(ew, ct)
         lo = ex[0]
         nx = ex.shape[0]
         scale = (nx - 1) / (ex[nx - 1] - lo) if nx > 1 else 0.0
+        row = grid_t[iw] if iw >= 0 else grid_t[0]
         for j in range(g):
             exp = exps[j]
             miou = total[j]
@@ -247,8 +266,10 @@ def _emit(
                 ix = int(f) if f < nx - 1 else nx - 1
                 while ix > 0 and ex[ix] > exp:
                     ix -= 1
-                if miou < grid_t[iw, ix]:
+                if miou < row[ix]:
                     continue
+            a = front_start[tb]
+            b = front_start[tb + 1]
             n_out = _offer(
                 exp,
                 ct,
@@ -257,8 +278,8 @@ def _emit(
                 grid_t,
                 ex,
                 ew,
-                front_t,
-                franks_t,
+                front[:, a:b],
+                franks[a:b],
                 rule_code,
                 term_code,
                 out_f,
@@ -491,7 +512,8 @@ def walk(
     m = np.zeros((d, n_samples), dtype=bins.dtype)
     tot = np.zeros((d, w, n_grid), dtype=x_all.dtype)
     zero = np.zeros((w, n_grid), dtype=x_all.dtype)
-    scratch = np.zeros((3, n_grid))
+    scratch = np.zeros((5 + d, n_grid))
+    whole = np.zeros(n_grid, dtype=np.int64)
     cnt = np.zeros((d, n_grid), dtype=np.int64)
     hp = np.zeros((n_tables, d))
     pc = np.zeros((n_tables, d))
@@ -562,6 +584,7 @@ def walk(
                     rule_code,
                     term_exit[t],
                     scratch,
+                    whole,
                     out_f,
                     out_i,
                     out_k,
@@ -627,6 +650,7 @@ def walk(
                 rule_code,
                 term_exit[n_term - 1],
                 scratch,
+                whole,
                 out_f,
                 out_i,
                 out_k,
