@@ -13,9 +13,9 @@ the rows of the 0/1 matrix ``A_j = [m <= j]``, and
 The products hold integer sums: they are computed in float32 where every partial sum stays
 below 2**24 (exact), else in float64, and rounded back to int64 before the canonical mIoU
 and cost arithmetic. For a fleet of cost tables the products and the mIoU are computed
-once; the path costs, expected costs and the filter run per table. ``torch`` runs wherever its device is (CUDA when the search is asked
-for it); it is an optional dependency of the torch-free core, so it is imported only here,
-inside the functions that need it.
+once; the path costs, expected costs and the filter run per table. ``torch`` runs wherever
+its device is (CUDA when the search is asked for it); it is an optional dependency of the
+torch-free core, so it is imported only here, inside the functions that need it.
 """
 
 from __future__ import annotations

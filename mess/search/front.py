@@ -57,9 +57,13 @@ class NoFeasibleConfiguration(Exception):
         alternatives: the nearest feasible configurations (the cheapest one for
             ``max-accuracy``, the most accurate one for ``min-cost``, and under a worst-cost
             budget the best one within it).
+        reason: the message without the alternatives.
+        front: the front that was asked, when a front was.
     """
 
-    def __init__(self, message: str, alternatives: list[FrontPoint]) -> None:
+    def __init__(
+        self, message: str, alternatives: list[FrontPoint], front: ParetoFront | None = None
+    ) -> None:
         names = "; ".join(
             f"{a.configuration} (mIoU {a.miou:.4f}, expected {a.expected_cost:.4g}, "
             f"worst {a.worst_cost:.4g})"
@@ -67,6 +71,8 @@ class NoFeasibleConfiguration(Exception):
         )
         super().__init__(f"{message}. Closest feasible: {names}" if names else message)
         self.alternatives = alternatives
+        self.reason = message
+        self.front = front
 
 
 def rank_order(ranks: np.ndarray) -> np.ndarray:
@@ -139,9 +145,7 @@ class FilterGrids:
     tables: list[FilterGrid]
 
     @classmethod
-    def empty(
-        cls, bounds: list[tuple[float, float]], nx: int = 1024, nw: int = 128
-    ) -> FilterGrids:
+    def empty(cls, bounds: list[tuple[float, float]], nx: int = 1024, nw: int = 128) -> FilterGrids:
         """Empty grids spanning ``(lo, hi)`` per table."""
         if not all(hi > lo for lo, hi in bounds):
             nx = nw = 1
@@ -279,6 +283,7 @@ class ParetoFront:
                     f"no configuration has expected cost <= {budget:g}"
                     + (f" and worst cost <= {worst_budget:g}" if worst_budget is not None else ""),
                     self._points(alts),
+                    self,
                 )
         elif objective == "min-cost":
             if max_drop is None:
@@ -294,11 +299,12 @@ class ParetoFront:
                     f"{self.reference_miou:.6f} - {max_drop:g})"
                     + (f" with worst cost <= {worst_budget:g}" if worst_budget is not None else ""),
                     self._points(alts),
+                    self,
                 )
         elif objective == "pareto":
             best = self._pick(within, (-self.miou, self.exp))
             if best is None:
-                raise NoFeasibleConfiguration("the front is empty", [])
+                raise NoFeasibleConfiguration("the front is empty", [], self)
         else:
             raise ValueError(f"unknown objective {objective!r}")
         return self.point(best)

@@ -4,8 +4,8 @@ A pass (:class:`Pass`) holds the rules and terminals of one pixel threshold (or,
 per-exit thresholds, of all of them) as the arrays the numba kernel
 (:mod:`mess.search.kernels`) and the matrix-product engine (:mod:`mess.search.blas`) read;
 :class:`Prepared` builds them once per space. A fleet search prepares K spaces that differ
-only in their cost tables: everything but the cost arrays (one row per table) is shared. :func:`kernel_ranks` turns either engine's
-output rows into rank rows.
+only in their cost tables: everything but the cost arrays (one row per table) is shared.
+:func:`kernel_ranks` turns either engine's output rows into rank rows.
 """
 
 from __future__ import annotations
