@@ -320,13 +320,7 @@ def _run_numba(
 
 def _finish(space: SearchSpace, col: Collector, total: int, seconds: float) -> ParetoFront:
     p = space.problem
-    n = len(col.exp)
-    p90 = np.zeros(n)
-    counts = np.full((n, space.max_exits + 1), -1, dtype=np.int64)
-    for i in range(n):
-        m = p.evaluate(space.configuration(_rank_tuple(col.ranks[i])))
-        p90[i] = m.p90_cost
-        counts[i, : len(m.counts)] = m.counts
+    p90, counts = space.tails(col.ranks)
     reference = p.evaluate(Configuration((), FINAL)).miou
     return ParetoFront(
         exp=col.exp,
@@ -350,11 +344,6 @@ def _finish(space: SearchSpace, col: Collector, total: int, seconds: float) -> P
         configs_evaluated=total,
         seconds=seconds,
     )
-
-
-def _rank_tuple(row: np.ndarray) -> tuple[int, ...]:
-    k = int(row[0])
-    return (k, *(int(v) for v in row[1 : 1 + k]), int(row[-1]))
 
 
 __all__ = ["run"]
