@@ -158,8 +158,8 @@ def run(
         threads: worker threads for the numba backend (default: usable cores).
 
     Returns:
-        One :class:`ParetoFront` per space, in order (metrics of its points from the naive
-        evaluator); each is the front the space alone gives.
+        One :class:`ParetoFront` per space, in order (p90 and exit counts of its points as
+        the naive evaluator computes them); each is the front the space alone gives.
     """
     t0 = time.perf_counter()
     space = spaces[0]
@@ -310,7 +310,7 @@ def _run_numba(
                     np.maximum(grids.grid, g, out=grids.grid)
                     bar.advance(n_configs)
             # the chains of one exit filter the rest with their whole front
-            if any([col.merge() for col in collectors]):
+            if any([col.merge() for col in collectors]):  # a list: every collector merges
                 snapshot = _snapshot(collectors)
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
