@@ -120,45 +120,6 @@ def run_fleet_search(
     return answers
 
 
-def run_search(
-    stats: Path,
-    costs: Path,
-    *,
-    objective: str,
-    budget: float | None = None,
-    worst_budget: float | None = None,
-    max_drop: float | None = None,
-    max_exits: int = 3,
-    image_thresholds: list[float] | None = None,
-    per_exit_thresholds: bool = False,
-    truncation: bool = True,
-    front_out: Path | None = None,
-    progress: Any = None,
-) -> Any:
-    """Load the files, search, optionally store the front; returns the SearchResult.
-
-    Raises:
-        UserError: bad files or arguments (code 2), no feasible configuration (code 3).
-    """
-    (answer,) = run_fleet_search(
-        stats,
-        [costs],
-        objective=objective,
-        budget=budget,
-        worst_budget=worst_budget,
-        max_drop=max_drop,
-        max_exits=max_exits,
-        image_thresholds=image_thresholds,
-        per_exit_thresholds=per_exit_thresholds,
-        truncation=truncation,
-        front_out=front_out,
-        progress=progress,
-    )
-    if _infeasible(answer):
-        raise UserError(str(answer), code=3)
-    return answer
-
-
 def _infeasible(answer: Any) -> bool:
     from mess.search import NoFeasibleConfiguration
 
