@@ -10,6 +10,12 @@ The benchmark of record (docs/DESIGN.md, "Search"): 16 positions x 36 heads, up 
 final (no truncation), 5 pixel x 20 image thresholds shared, N = 500, C = 19:
 
     python -m bench.search --positions 16 --heads 36 --samples 500 --classes 19 --max-exits 3
+
+With ``--devices K`` (K > 1) it also times one fleet search of K random cost tables of the
+same space (the first is the one above), next to the single-table search of the first, checks
+that each fleet front equals its own single-table front bit for bit (``--check first``: the
+first only, which saves K - 1 single searches) and prints a table (devices, seconds, ratio to
+one device, configurations/s over all devices, identical) and its JSON line.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from pathlib import Path
 
 from mess.costs import load_costs, save_costs
 from mess.search import Configuration, ExitRule, Problem, SearchSpace, compute_front
-from mess.search.api import resolve
+from mess.search.api import compute_fronts, resolve
+from mess.search.front import ParetoFront
 from mess.stats import load_stats, save_stats
 from mess.testing import random_costs, random_stats
 
@@ -66,6 +73,65 @@ def _gpu(device: str) -> dict | None:
     }
 
 
+FRONT_ARRAYS = ("exp", "worst", "miou", "p90", "ranks", "counts")
+
+
+def _identical(a: ParetoFront, b: ParetoFront) -> bool:
+    """Bit for bit on the stored arrays, and the same header."""
+    same = all(getattr(a, k).tobytes() == getattr(b, k).tobytes() for k in FRONT_ARRAYS)
+    return same and a.space == b.space and a.reference_miou == b.reference_miou
+
+
+def _fleet(args: argparse.Namespace, stats, costs, first: ParetoFront, seconds: float, run) -> dict:
+    """Time one fleet search of ``args.devices`` tables (``costs`` first) against the single
+    search of ``costs`` (``first``, ``seconds``) and check its fronts."""
+    tables = [costs] + [random_costs(stats, seed=i) for i in range(1, args.devices)]
+    t0 = time.perf_counter()
+    fronts = run(compute_fronts, tables)
+    fleet_seconds = time.perf_counter() - t0
+    print(f"fleet of {args.devices} in {fleet_seconds:,.1f} s", file=sys.stderr, flush=True)
+    checked = [_identical(fronts[0], first)]
+    if args.check == "all":
+        for table, front in zip(tables[1:], fronts[1:], strict=True):
+            checked.append(_identical(front, run(compute_front, table)))
+    total = first.configs_evaluated
+    return {
+        "devices": args.devices,
+        "single_seconds": round(seconds, 2),
+        "fleet_seconds": round(fleet_seconds, 2),
+        "fleet_ratio": fleet_seconds / seconds,
+        "single_configs_per_s": total / seconds,
+        "fleet_configs_per_s": total * args.devices / fleet_seconds,
+        "fronts_checked": len(checked),
+        "identical": all(checked),
+    }
+
+
+def _print_fleet(out: dict) -> None:
+    rows = [
+        (
+            "devices",
+            "seconds",
+            "ratio to one device",
+            "configurations/s (all devices)",
+            "identical",
+        ),
+        ("1", f"{out['single_seconds']:,.2f}", "1.00", f"{out['single_configs_per_s']:,.0f}", "-"),
+        (
+            str(out["devices"]),
+            f"{out['fleet_seconds']:,.2f}",
+            f"{out['fleet_ratio']:.2f}",
+            f"{out['fleet_configs_per_s']:,.0f}",
+            f"{'yes' if out['identical'] else 'NO'} ({out['fronts_checked']} checked)",
+        ),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print()
+    for r in rows:
+        print("  ".join(f"{v:<{w}}" for v, w in zip(r, widths, strict=True)))
+    print(json.dumps(out))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--positions", type=int, default=16)
@@ -80,6 +146,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto", help="auto (CUDA when torch sees a GPU), cpu, cuda")
     ap.add_argument("--naive-seconds", type=float, default=5.0, help="time for the naive sample")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--devices", type=int, default=1, help="cost tables of a fleet search")
+    ap.add_argument("--check", choices=("all", "first"), default="all", help="fleet fronts checked")
     args = ap.parse_args()
 
     pixel = [round(0.5 + 0.1 * i, 2) for i in range(args.pixel_thresholds)]
@@ -129,6 +197,8 @@ def main() -> None:
     )
 
     device, backend = resolve(args.device, args.backend)
+    if args.devices > 1:  # compile (or load) the kernel before either timing
+        compute_front(stats, costs, backend=backend, device=device, max_exits=1)
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     last = [t0]
@@ -182,6 +252,15 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(),
         "load_average": os.getloadavg(),
     }
+    fleet = None
+    if args.devices > 1:
+
+        def run(fn, tables):
+            kw = {"backend": backend, "device": device, "threads": args.threads, **options}
+            return fn(stats, tables, **kw)
+
+        fleet = _fleet(args, stats, costs, front, seconds, run)
+        out["fleet"] = fleet
     if args.json:
         print(json.dumps(out))
         return
@@ -216,6 +295,8 @@ def main() -> None:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
+    if fleet is not None:
+        _print_fleet(fleet)
 
 
 if __name__ == "__main__":

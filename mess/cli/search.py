@@ -1,9 +1,14 @@
-"""``mess search``: the exact exhaustive search, offline (docs/DESIGN.md, "Search")."""
+"""``mess search``: the exact exhaustive search, offline (docs/DESIGN.md, "Search").
+
+Several ``--costs`` (one cost table per device kind) share one walk of the space: a fleet
+search, whose answers come one per table, in the order given.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,9 +34,14 @@ def parse_thresholds(text: str | None) -> list[float] | None:
     return values
 
 
-def run_search(
+def front_paths(folder: Path, costs: Sequence[Path]) -> list[Path]:
+    """Where a fleet search stores its fronts: ``<folder>/<index>-<costs stem>.npz``."""
+    return [folder / f"{i}-{c.stem}.npz" for i, c in enumerate(costs)]
+
+
+def run_fleet_search(
     stats: Path,
-    costs: Path,
+    costs: Sequence[Path],
     *,
     objective: str,
     budget: float | None = None,
@@ -43,14 +53,19 @@ def run_search(
     truncation: bool = True,
     front_out: Path | None = None,
     progress: Any = None,
-) -> Any:
-    """Load the files, search, optionally store the front; returns the SearchResult.
+) -> list[Any]:
+    """Load the files, search once for every cost table, optionally store the fronts.
+
+    ``front_out`` is a file for one table, a folder (:func:`front_paths`) for several.
+
+    Returns:
+        Per table, in order: its ``SearchResult`` or its ``NoFeasibleConfiguration``.
 
     Raises:
-        UserError: bad files or arguments (code 2), no feasible configuration (code 3).
+        UserError: bad files or arguments (code 2).
     """
     from mess.costs import CostsError, load_costs
-    from mess.search import NoFeasibleConfiguration, search
+    from mess.search import NoFeasibleConfiguration, search_fleet
     from mess.stats import StatsError, load_stats
 
     if objective not in OBJECTIVES:
@@ -59,15 +74,19 @@ def run_search(
         raise UserError("--objective max-accuracy needs --budget")
     if objective == "min-cost" and max_drop is None:
         raise UserError("--objective min-cost needs --max-drop")
+    if not costs:
+        raise UserError("give --costs at least once")
+    if front_out is not None and len(costs) > 1 and front_out.is_file():
+        raise UserError(f"--front-out {front_out} is a file: several --costs need a folder")
     try:
         st = load_stats(stats)
-        co = load_costs(costs)
+        tables = [load_costs(c) for c in costs]
     except (StatsError, CostsError) as exc:
         raise UserError(str(exc)) from None
     try:
-        result = search(
+        answers = search_fleet(
             st,
-            co,
+            tables,
             objective=objective,  # type: ignore[arg-type]
             budget=budget,
             worst_budget=worst_budget,
@@ -78,24 +97,56 @@ def run_search(
             truncation=truncation,
             progress=progress,
         )
-    except NoFeasibleConfiguration as exc:
-        raise UserError(str(exc), code=3) from None
     except KeyboardInterrupt:
         raise UserError("interrupted", code=130) from None
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    if front_out is not None and result.pareto is not None:
-        result.pareto.save(front_out)
-    return result
+    if front_out is not None:
+        # one table: its front when the query has an answer (as ever); several: every front
+        if len(costs) == 1:
+            paths = [front_out]
+            fronts = [
+                None if isinstance(answers[0], NoFeasibleConfiguration) else answers[0].pareto
+            ]
+        else:
+            front_out.mkdir(parents=True, exist_ok=True)
+            paths = front_paths(front_out, costs)
+            fronts = [
+                a.front if isinstance(a, NoFeasibleConfiguration) else a.pareto for a in answers
+            ]
+        for front, path in zip(fronts, paths, strict=True):
+            if front is not None:
+                front.save(path)
+    return answers
 
 
-def _table(result: Any, unit: str) -> None:
+def _infeasible(answer: Any) -> bool:
+    from mess.search import NoFeasibleConfiguration
+
+    return isinstance(answer, NoFeasibleConfiguration)
+
+
+def answer_json(answer: Any) -> dict[str, Any]:
+    """One table's ``--json`` object: the result's, or for no feasible configuration
+    ``{"feasible": false, "message", "closest": [front points]}`` (what a single-table run
+    says on stderr, with the closest configurations as JSON)."""
+    if _infeasible(answer):
+        return {
+            "feasible": False,
+            "message": str(answer),
+            "closest": [p.to_json() for p in answer.alternatives],
+        }
+    out: dict[str, Any] = answer.to_json()
+    return out
+
+
+def _table(result: Any, unit: str, title: str = "") -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     rows = result.front if result.objective == "pareto" else [result]
-    table = Table(title=f"mess search: {result.objective}")
+    table = Table(title=f"mess search: {result.objective}{title}")
     table.add_column("configuration")
     table.add_column("mIoU", justify="right")
     table.add_column(f"expected ({unit})", justify="right")
@@ -121,7 +172,10 @@ def _table(result: Any, unit: str) -> None:
 @app.command("search")
 def search_command(
     stats: Annotated[Path, typer.Option(help="Exit statistics (mess-stats .npz).")],
-    costs: Annotated[Path, typer.Option(help="Cost table (mess-costs .json).")],
+    costs: Annotated[
+        list[Path],
+        typer.Option(help="Cost table (mess-costs .json); repeat for a fleet search."),
+    ],
     objective: Annotated[str, typer.Option(help="max-accuracy, min-cost or pareto.")],
     max_exits: Annotated[int, typer.Option(min=0, help="Most early exits.")] = 3,
     image_thresholds: Annotated[
@@ -138,14 +192,23 @@ def search_command(
     max_drop: Annotated[
         float | None, typer.Option(help="Allowed mIoU drop (0.001 = 0.1 pp), min-cost.")
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (an array for several --costs).")
+    ] = False,
     front_out: Annotated[
-        Path | None, typer.Option(help="Store the Pareto front (.npz or .json).")
+        Path | None,
+        typer.Option(
+            help="Store the Pareto front (.npz or .json); for several --costs a folder, "
+            "one <index>-<costs stem>.npz per table."
+        ),
     ] = None,
 ) -> None:
     """Exact exhaustive search of early exits and exit policy for a cost budget.
 
-    Exit codes: 2 for bad input files or arguments, 3 when no configuration is feasible.
+    Several --costs search a fleet: one walk of the space answers for every table, in order.
+
+    Exit codes: 2 for bad input files or arguments, 3 when no configuration is feasible (for
+    several --costs: for no table).
 
     Example: mess search --stats s.npz --costs k.json --objective max-accuracy --budget 30 --json
     """
@@ -160,7 +223,7 @@ def search_command(
         disable=not sys.stderr.isatty(),
         console=None,
     ) as bar:
-        result = run_search(
+        answers = run_fleet_search(
             stats,
             costs,
             objective=objective,
@@ -174,8 +237,29 @@ def search_command(
             front_out=front_out,
             progress=bar,
         )
+    if len(answers) == 1:
+        if _infeasible(answers[0]):
+            raise UserError(str(answers[0]), code=3)
+        _print(answers[0], json_out)
+        return
+    if json_out:
+        typer.echo(json.dumps([answer_json(a) for a in answers]))
+    else:
+        for path, answer in zip(costs, answers, strict=True):
+            if _infeasible(answer):
+                typer.echo(f"{path}: no feasible configuration: {answer}")
+            else:
+                _table(answer, _unit(answer), f" ({path})")
+    if all(_infeasible(a) for a in answers):
+        raise UserError("no cost table has a feasible configuration", code=3)
+
+
+def _unit(result: Any) -> str:
+    return str((result.pareto.space.get("unit") if result.pareto else None) or "cost")
+
+
+def _print(result: Any, json_out: bool) -> None:
     if json_out:
         typer.echo(json.dumps(result.to_json()))
     else:
-        unit = (result.pareto.space.get("unit") if result.pareto else None) or "cost"
-        _table(result, unit)
+        _table(result, _unit(result))

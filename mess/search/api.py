@@ -10,7 +10,7 @@ from typing import Any, Literal
 from mess.costs import CostTable
 from mess.search.blas import cuda_available
 from mess.search.engine import run
-from mess.search.front import Objective, ParetoFront
+from mess.search.front import NoFeasibleConfiguration, Objective, ParetoFront
 from mess.search.kernels import HAVE_NUMBA
 from mess.search.problem import Problem, SearchSpace
 from mess.search.result import SearchResult
@@ -54,6 +54,94 @@ def resolve(device: str = "auto", backend: str = "auto") -> tuple[str, str]:
     return "cpu", backend
 
 
+def check_fleet(tables: Sequence[CostTable]) -> None:
+    """Check that cost tables can share one search: they price the same parts.
+
+    Raises:
+        ValueError: no table, or a table whose segments (in order), heads or policy keys
+            differ from the first one's.
+    """
+    if not tables:
+        raise ValueError("give at least one cost table")
+    first = tables[0]
+    for i, table in enumerate(tables[1:], start=1):
+        for section in ("segments", "heads", "policy"):
+            mine, theirs = list(getattr(table, section)), list(getattr(first, section))
+            same = mine == theirs if section == "segments" else set(mine) == set(theirs)
+            if not same:
+                extra = sorted(set(mine) ^ set(theirs))
+                what = f" (differ in {', '.join(map(repr, extra[:3]))})" if extra else " (order)"
+                raise ValueError(
+                    f"cost table {i} prices other {section} than cost table 0{what}: the "
+                    "tables of one fleet search must cover the same parts"
+                )
+
+
+def check_units(tables: Sequence[CostTable]) -> None:
+    """Refuse tables in different units where one budget is read in all of them.
+
+    Raises:
+        ValueError: the units differ.
+    """
+    units = sorted({t.unit for t in tables})
+    if len(units) > 1:
+        raise ValueError(
+            f"cost tables in different units ({', '.join(units)}): one budget cannot apply "
+            "to all; search them separately"
+        )
+
+
+def compute_fronts(
+    stats: Stats,
+    costs: Sequence[CostTable],
+    *,
+    max_exits: int = 3,
+    image_thresholds: Sequence[float] | None = None,
+    per_exit_thresholds: bool = False,
+    truncation: bool = True,
+    exits: Sequence[str] | None = None,
+    device: Device = "auto",
+    backend: Backend = "auto",
+    progress: Any = None,
+    threads: int | None = None,
+) -> list[ParetoFront]:
+    """Evaluate the whole space once for several cost tables (a fleet of devices) and
+    return each table's exact :class:`ParetoFront`, in order.
+
+    The device-independent work (enumeration, the exit each sample takes, mIoU, exit
+    fractions) is done once for all tables; each front is the one :func:`compute_front`
+    gives for its table alone, point for point (its ``seconds`` is the fleet's). Tables in
+    different units are accepted: fronts do not mix them.
+
+    Args: as :func:`search`; ``costs`` lists the tables.
+
+    Raises:
+        ValueError: bad arguments, stats and costs that do not fit, or tables that price
+            different parts (:func:`check_fleet`).
+    """
+    check_fleet(costs)
+    dev, back = resolve(device, backend)
+    spaces = [
+        SearchSpace(
+            Problem(stats, table),
+            max_exits=max_exits,
+            image_thresholds=image_thresholds,
+            per_exit_thresholds=per_exit_thresholds,
+            truncation=truncation,
+            exits=exits,
+        )
+        for table in costs
+    ]
+    log.info(
+        "searching %d configurations for %d cost table(s) (%s on %s)",
+        spaces[0].size(),
+        len(spaces),
+        back,
+        dev,
+    )
+    return run(spaces, backend=back, device=dev, progress=progress, threads=threads)
+
+
 def compute_front(
     stats: Stats,
     costs: CostTable,
@@ -75,17 +163,91 @@ def compute_front(
     Returns:
         The front, answering any later query with :meth:`ParetoFront.query`.
     """
-    dev, back = resolve(device, backend)
-    space = SearchSpace(
-        Problem(stats, costs),
+    return compute_fronts(
+        stats,
+        [costs],
         max_exits=max_exits,
         image_thresholds=image_thresholds,
         per_exit_thresholds=per_exit_thresholds,
         truncation=truncation,
         exits=exits,
+        device=device,
+        backend=backend,
+        progress=progress,
+        threads=threads,
+    )[0]
+
+
+def _check_query(objective: str, budget: float | None, max_drop: float | None) -> None:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if objective == "max-accuracy" and budget is None:
+        raise ValueError("max-accuracy needs a budget")
+    if objective == "min-cost" and max_drop is None:
+        raise ValueError("min-cost needs max_drop")
+
+
+def search_fleet(
+    stats: Stats,
+    costs: Sequence[CostTable],
+    *,
+    objective: Objective,
+    budget: float | None = None,
+    worst_budget: float | None = None,
+    max_drop: float | None = None,
+    max_exits: int = 3,
+    image_thresholds: Sequence[float] | None = None,
+    per_exit_thresholds: bool = False,
+    truncation: bool = True,
+    exits: Sequence[str] | None = None,
+    device: Device = "auto",
+    progress: Any = None,
+    backend: Backend = "auto",
+    threads: int | None = None,
+) -> list[SearchResult | NoFeasibleConfiguration]:
+    """:func:`search` for several cost tables at once (docs/DESIGN.md, "Search").
+
+    One walk of the space (:func:`compute_fronts`) answers the same query for every table.
+
+    Args: as :func:`search`; ``costs`` lists the tables, all in one unit when a cost budget
+        (``budget`` or ``worst_budget``) is given, as it is read in each table's unit.
+
+    Returns:
+        Per table, in order: its :class:`SearchResult`, equal to what :func:`search` returns
+        for that table alone but for ``seconds`` (the whole fleet search's), or the
+        :class:`NoFeasibleConfiguration` that search would raise (with ``.alternatives``).
+
+    Raises:
+        ValueError: bad arguments, stats and costs that do not fit, tables that price
+            different parts, or different units under a cost budget.
+    """
+    _check_query(objective, budget, max_drop)
+    if budget is not None or worst_budget is not None:
+        check_units(costs)
+    t0 = time.perf_counter()
+    fronts = compute_fronts(
+        stats,
+        costs,
+        max_exits=max_exits,
+        image_thresholds=image_thresholds,
+        per_exit_thresholds=per_exit_thresholds,
+        truncation=truncation,
+        exits=exits,
+        device=device,
+        backend=backend,
+        progress=progress,
+        threads=threads,
     )
-    log.info("searching %d configurations (%s on %s)", space.size(), back, dev)
-    return run(space, backend=back, device=dev, progress=progress, threads=threads)
+    seconds = time.perf_counter() - t0
+    out: list[SearchResult | NoFeasibleConfiguration] = []
+    for front in fronts:
+        try:
+            point = front.query(objective, budget, max_drop=max_drop, worst_budget=worst_budget)
+        except NoFeasibleConfiguration as exc:
+            out.append(exc)
+            continue
+        out.append(SearchResult.from_point(objective, point, front, seconds))
+    return out
 
 
 def search(
@@ -110,7 +272,7 @@ def search(
 
     Args:
         stats: exit statistics.
-        costs: a cost table compatible with ``stats``.
+        costs: a cost table compatible with ``stats`` (several: :func:`search_fleet`).
         objective: ``"max-accuracy"``, ``"min-cost"`` or ``"pareto"``.
         budget: expected-cost budget (``max-accuracy``).
         worst_budget: optional worst-cost budget.
@@ -133,25 +295,23 @@ def search(
         NoFeasibleConfiguration: nothing meets the constraints (``.alternatives``).
         ValueError: bad arguments, or stats and costs that do not fit.
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    if objective == "max-accuracy" and budget is None:
-        raise ValueError("max-accuracy needs a budget")
-    if objective == "min-cost" and max_drop is None:
-        raise ValueError("min-cost needs max_drop")
-    t0 = time.perf_counter()
-    front = compute_front(
+    (answer,) = search_fleet(
         stats,
-        costs,
+        [costs],
+        objective=objective,
+        budget=budget,
+        worst_budget=worst_budget,
+        max_drop=max_drop,
         max_exits=max_exits,
         image_thresholds=image_thresholds,
         per_exit_thresholds=per_exit_thresholds,
         truncation=truncation,
         exits=exits,
         device=device,
-        backend=backend,
         progress=progress,
+        backend=backend,
         threads=threads,
     )
-    point = front.query(objective, budget, max_drop=max_drop, worst_budget=worst_budget)
-    return SearchResult.from_point(objective, point, front, time.perf_counter() - t0)
+    if isinstance(answer, NoFeasibleConfiguration):
+        raise answer
+    return answer

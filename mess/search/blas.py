@@ -12,9 +12,10 @@ the rows of the 0/1 matrix ``A_j = [m <= j]``, and
 
 The products hold integer sums: they are computed in float32 where every partial sum stays
 below 2**24 (exact), else in float64, and rounded back to int64 before the canonical mIoU
-and cost arithmetic. ``torch`` runs wherever its device is (CUDA when the search is asked
-for it); it is an optional dependency of the torch-free core, so it is imported only here,
-inside the functions that need it.
+and cost arithmetic. For a fleet of cost tables the products and the mIoU are computed
+once; the path costs, expected costs and the filter run per table. ``torch`` runs wherever
+its device is (CUDA when the search is asked for it); it is an optional dependency of the
+torch-free core, so it is imported only here, inside the functions that need it.
 """
 
 from __future__ import annotations
@@ -116,8 +117,8 @@ class _States:
         self.m = m  # (B, N) keys
         self.tot = tot  # (B, G, W) int64 sums of the samples that left so far
         self.cnt = cnt  # (B, D, G) int64 samples leaving at each level
-        self.hp = hp  # (B,) float64 head + policy along the chain
-        self.pc = pc  # (B, D) float64 cost of leaving at each level
+        self.hp = hp  # (B, K) float64 head + policy along the chain, per cost table
+        self.pc = pc  # (B, K, D) float64 cost of leaving at each level, per cost table
         self.chain = chain  # (B, D) int64 rule indices (numpy), column 0 unused
         self.level = level
 
@@ -127,9 +128,9 @@ class _States:
 
 class _Runner:
     def __init__(
-        self, prep: Prepared, ps: Pass, collector: Collector, bar: Progress, ops: _Ops
+        self, prep: Prepared, ps: Pass, collectors: list[Collector], bar: Progress, ops: _Ops
     ) -> None:
-        self.prep, self.ps, self.col, self.bar, self.ops = prep, ps, collector, bar, ops
+        self.prep, self.ps, self.cols, self.bar, self.ops = prep, ps, collectors, bar, ops
         sp = prep.space
         self.depth = sp.max_exits
         self.g = ps.n_grid
@@ -144,7 +145,6 @@ class _Runner:
         self.xf = o.put(x[-1], o.fdt)  # (N, W)
         self.xt = o.put(x[ps.term_exit], o.fdt)  # (Tm, N, W)
         self.target = o.put(sp.problem.target_sum, o.i64)
-        self.reach = o.put(ps.rule_reach, o.f64)
         self.headpol = (ps.rule_head, ps.rule_policy)
         self.n_term = len(ps.term_exit)
         self.widths = sp.max_exits + 3
@@ -191,14 +191,8 @@ class _Runner:
         return out.transpose(0, 2, 1, 3) if o.torch is None else out.permute(0, 2, 1, 3)
 
     # evaluation -------------------------------------------------------------------------
-    def _evaluate(self, sums: Any, cnt: Any, pc: Any, cost_t: Any, level: int) -> tuple[Any, Any]:
-        """Canonical mIoU and expected cost of ``M`` chains x ``G`` grid indices.
-
-        Args:
-            sums: ``(M, G, W)`` int64 sums of the exits taken.
-            cnt: ``(M, D, G)`` int64 samples leaving at levels 1..level.
-            pc: ``(M, D)`` float64 leaving costs; ``cost_t``: ``(M,)`` terminal costs.
-        """
+    def _miou(self, sums: Any) -> Any:
+        """Canonical mIoU ``(M, G)`` of ``(M, G, W)`` int64 sums of the exits taken."""
         o = self.ops
         c = self.c
         total = o.zeros(tuple(sums.shape[:2]), o.f64)
@@ -210,9 +204,19 @@ class _Runner:
             ratio = o.cast(inter, o.f64) / o.cast(o.where(ok, union, union * 0 + 1), o.f64)
             total = total + o.where(ok, ratio, ratio * 0.0)
             kept = kept + o.cast(ok, o.i64)
-        miou = o.where(kept > 0, total / o.cast(o.maximum(kept, kept * 0 + 1), o.f64), total * 0.0)
-        s = o.zeros(tuple(sums.shape[:2]), o.f64)
-        left = o.zeros(tuple(sums.shape[:2]), o.i64) + self.n
+        return o.where(kept > 0, total / o.cast(o.maximum(kept, kept * 0 + 1), o.f64), total * 0.0)
+
+    def _expected(self, cnt: Any, pc: Any, cost_t: Any, level: int) -> Any:
+        """Canonical expected cost ``(M, G)`` of one cost table.
+
+        Args:
+            cnt: ``(M, D, G)`` int64 samples leaving at levels 1..level.
+            pc: ``(M, D)`` float64 leaving costs; ``cost_t``: ``(M,)`` terminal costs.
+        """
+        o = self.ops
+        shape = (int(cnt.shape[0]), int(cnt.shape[2]))
+        s = o.zeros(shape, o.f64)
+        left = o.zeros(shape, o.i64) + self.n
         exp = s - 1.0
         done = left < 0
         for i in range(1, level + 1):
@@ -225,15 +229,22 @@ class _Runner:
             s = s + o.cast(ni, o.f64) * ci
         ct = cost_t[:, None] + s * 0.0
         tail = o.where(left == self.n, ct, (s + o.cast(left, o.f64) * ct) / self.n)
-        exp = o.where(done, exp, tail)
-        return miou, exp
+        return o.where(done, exp, tail)
 
-    def _offer(
-        self, miou: Any, exp: Any, worst: Any, rows: np.ndarray, valid: Any | None = None
+    def _offer_all(
+        self, sums: Any, cnt: Any, pc: Any, cost_t: Any, level: int, rows: np.ndarray
     ) -> None:
-        """Filter ``(M, G)`` configurations against the grid and hand the rest over."""
+        """Evaluate ``M`` chains x ``G`` grid indices for every cost table and offer them;
+        ``pc`` is ``(M, K, D)``, ``cost_t`` ``(M, K)``."""
+        miou = self._miou(sums)
+        for k, col in enumerate(self.cols):
+            exp = self._expected(cnt, pc[:, k], cost_t[:, k], level)
+            self._offer(col, miou, exp, cost_t[:, k], rows)
+
+    def _offer(self, col: Collector, miou: Any, exp: Any, worst: Any, rows: np.ndarray) -> None:
+        """Filter ``(M, G)`` configurations against a table's grid and hand the rest over."""
         o = self.ops
-        grid = self.col.grid
+        grid = col.grid
         worst_g = worst[:, None] + exp * 0.0
         ex = o.put(grid.edge_x, o.f64)
         ew = o.put(grid.edge_w, o.f64)
@@ -242,8 +253,6 @@ class _Runner:
         gv = o.put(grid.grid, o.f64)
         lim = gv[o.maximum(iw, iw * 0), o.maximum(ix, ix * 0)]
         keep = ~((ix >= 0) & (iw >= 0) & (miou.reshape(-1) < lim))
-        if valid is not None:
-            keep = keep & valid.reshape(-1)
         idx = o.get(o.nonzero(keep))
         if len(idx) == 0:
             return
@@ -252,7 +261,7 @@ class _Runner:
         out_i = rows[row].copy()
         out_i[:, -1] = j
         ranks = kernel_ranks(self.ps, out_i, self.depth + 2)
-        self.col.add(
+        col.add(
             o.get(exp.reshape(-1))[idx],
             o.get(worst_g.reshape(-1))[idx],
             o.get(miou.reshape(-1))[idx],
@@ -289,10 +298,12 @@ class _Runner:
         sums = self._terminal_sums(st)  # (B, Tm, G, W)
         p_d, t_d = o.put(parent, o.i64), o.put(term, o.i64)
         tot = st.tot[p_d] + sums[p_d, t_d]
-        cost_t = self.ps.term_reach[term] + (o.get(st.hp)[parent] + self.ps.term_head[term])
+        cost_t = self.ps.term_reach[:, term].T + (
+            o.get(st.hp)[parent] + self.ps.term_head[:, term].T
+        )
         cost_t_d = o.put(cost_t, o.f64)
-        miou, exp = self._evaluate(tot, st.cnt[p_d], st.pc[p_d], cost_t_d, st.level)
-        self._offer(miou, exp, cost_t_d, self._rows(st.chain[parent], st.level, term))
+        rows = self._rows(st.chain[parent], st.level, term)
+        self._offer_all(tot, st.cnt[p_d], st.pc[p_d], cost_t_d, st.level, rows)
         self.bar.advance(len(parent) * self.g)
 
     def _extend(
@@ -307,9 +318,9 @@ class _Runner:
         cnt = st.cnt[p_d]
         cnt[:, lvl] = part[:, :, self.w - 1]
         head, pol = self.headpol
-        hp = (o.get(st.hp)[parent] + head[rule]) + pol[rule]
+        hp = (o.get(st.hp)[parent] + head[:, rule].T) + pol[:, rule].T  # (M, K)
         pc = st.pc[p_d]
-        pc[:, lvl] = o.put(self.ps.rule_reach[rule] + hp, o.f64)
+        pc[:, :, lvl] = o.put(self.ps.rule_reach[:, rule].T + hp, o.f64)
         chain = st.chain[parent].copy()
         chain[:, lvl] = rule
         return part, cnt, pc, hp, chain
@@ -337,11 +348,10 @@ class _Runner:
         lo = int(first.min())
         comb, cnt, pc, hp, chain = self._extend(st, self._fused(st, lo), parent, rule, lo)
         tot = st.tot[o.put(parent, o.i64)] + comb
-        cost_t_d = o.put(self.ps.term_reach[-1] + (hp + self.ps.term_head[-1]), o.f64)
+        cost_t_d = o.put(self.ps.term_reach[:, -1] + (hp + self.ps.term_head[:, -1]), o.f64)
         lvl = st.level + 1
-        miou, exp = self._evaluate(tot, cnt, pc, cost_t_d, lvl)
         term = np.full(len(parent), self.n_term - 1)
-        self._offer(miou, exp, cost_t_d, self._rows(chain, lvl, term))
+        self._offer_all(tot, cnt, pc, cost_t_d, lvl, self._rows(chain, lvl, term))
         self.bar.advance(len(parent) * self.g)
 
     def expand(self, st: _States) -> None:
@@ -369,8 +379,8 @@ class _Runner:
             m=o.zeros((1, self.n), o.small),
             tot=o.zeros((1, self.g, self.w), o.i64),
             cnt=o.zeros((1, d, self.g), o.i64),
-            hp=o.zeros((1,), o.f64),
-            pc=o.zeros((1, d), o.f64),
+            hp=o.zeros((1, len(self.cols)), o.f64),
+            pc=o.zeros((1, len(self.cols), d), o.f64),
             chain=np.full((1, d), -1, dtype=np.int64),
             level=0,
         )
@@ -383,13 +393,13 @@ def _slice(st: _States, a: int, b: int, o: _Ops) -> _States:
 
 
 def run_blas(
-    prep: Prepared, collector: Collector, bar: Progress, *, backend: str, device: str
+    prep: Prepared, collectors: list[Collector], bar: Progress, *, backend: str, device: str
 ) -> None:
     """Walk every pass of ``prep``'s space with batched products (numpy or torch).
 
     Args:
         prep: the prepared arrays.
-        collector: receives the candidates (exact front merge).
+        collectors: one per cost table, receive its candidates (exact front merge).
         bar: progress.
         backend: ``"numpy"`` or ``"torch"``.
         device: the torch device (``"cpu"`` or ``"cuda"``).
@@ -399,5 +409,5 @@ def run_blas(
     for _, ps in prep.passes():
         if ps.num_rules == 0:
             continue
-        runner = _Runner(prep, ps, collector, bar, ops)
+        runner = _Runner(prep, ps, collectors, bar, ops)
         runner.expand(runner.root())

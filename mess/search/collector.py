@@ -35,7 +35,11 @@ class Progress:
 
 
 class Collector:
-    """Candidates merged into the exact front as they arrive."""
+    """Candidates merged into the exact front as they arrive (:meth:`add`), or held and
+    merged in batches (:meth:`hold`, :meth:`merge`): each merge costs a sort of the front,
+    whatever the number of candidates, and a fleet search has one collector per table."""
+
+    HOLD = 4096  # candidates held before a merge, at least (or as many as the front has)
 
     def __init__(self, space: SearchSpace, grid: FilterGrid) -> None:
         self.width = space.max_exits + 2
@@ -44,6 +48,27 @@ class Collector:
         self.miou = np.zeros(0)
         self.ranks = np.zeros((0, self.width), dtype=np.int64)
         self.grid = grid
+        self.held: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.n_held = 0
+
+    def hold(self, exp: np.ndarray, worst: np.ndarray, miou: np.ndarray, ranks: np.ndarray) -> bool:
+        """Keep candidates for a later merge; merges when enough are held. Returns whether
+        the front changed."""
+        if len(exp):
+            self.held.append((exp, worst, miou, ranks))
+            self.n_held += len(exp)
+        if self.n_held >= max(self.HOLD, len(self.exp)):
+            return self.merge()
+        return False
+
+    def merge(self) -> bool:
+        """Merge the held candidates into the front; returns whether there were any."""
+        if not self.held:
+            return False
+        parts = list(zip(*self.held, strict=True))
+        self.held, self.n_held = [], 0
+        self.add(*(np.concatenate(p) for p in parts))
+        return True
 
     def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
         """``(3, F)`` (expected, worst, mIoU) of the front by expected cost, and its ranks."""

@@ -10,6 +10,10 @@ kernel releases the GIL). Each chunk returns the configurations its Pareto filte
 rule out; the main thread merges them into the exact front (:mod:`mess.search.front`), so
 the front and every objective's answer come from this single pass over the space.
 
+A fleet search (several cost tables over one space) walks the space once: the sample sums
+and mIoU of each configuration are shared, and each table keeps its own filter grid,
+collector and front (docs/DESIGN.md, "Search"). A single-table search is the fleet of one.
+
 Backends: ``numba`` (compiled kernel, the CPU default when numba is installed), ``numpy``
 and ``torch`` (the same sums as batched matrix products, :mod:`mess.search.blas`; ``torch``
 runs on CUDA when the device resolves to it).
@@ -20,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -28,7 +33,7 @@ import numpy as np
 from mess.search.blas import run_blas
 from mess.search.collector import Collector, Progress
 from mess.search.configuration import Configuration
-from mess.search.front import FilterGrid, ParetoFront
+from mess.search.front import FilterGrids, ParetoFront
 from mess.search.kernels import walk
 from mess.search.passes import Pass, Prepared, kernel_ranks
 from mess.search.problem import SearchSpace
@@ -86,17 +91,18 @@ def _numba_chunk(
     prefixes: np.ndarray,
     max_depth: int,
     n_states: int,
-    grid: FilterGrid,
-    front: tuple[np.ndarray, np.ndarray],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Walk one chunk (again with more room after a full buffer); returns the outputs and
-    the raised grid."""
+    grids: FilterGrids,
+    front: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Walk one chunk (again with more room after a full buffer); returns the outputs
+    (metrics, index rows, tables) and the raised grids."""
     sp = prep.space
-    g = grid.grid.copy()
+    g = grids.grid.copy()
     cap = _CAPACITY
     while True:
         out_f = np.empty((cap, 3))
         out_i = np.empty((cap, sp.max_exits + 3), dtype=np.int64)
+        out_k = np.empty(cap, dtype=np.int64)
         n_out = walk(
             prefixes,
             max_depth,
@@ -118,75 +124,97 @@ def _numba_chunk(
             ps.term_first,
             sp.problem.target_sum,
             g,
-            grid.edge_x,
-            grid.edge_w,
+            grids.edge_x,
+            grids.edge_w,
             front[0],
             front[1],
+            front[2],
             out_f,
             out_i,
+            out_k,
         )
         if n_out >= 0:
-            return out_f[:n_out].copy(), out_i[:n_out].copy(), g
+            return out_f[:n_out].copy(), out_i[:n_out].copy(), out_k[:n_out].copy(), g
         cap *= 2
 
 
 def run(
-    space: SearchSpace,
+    spaces: Sequence[SearchSpace],
     *,
     backend: str = "numba",
     device: str = "cpu",
     progress: Any = None,
     threads: int | None = None,
-) -> ParetoFront:
-    """Evaluate every configuration of ``space`` and return the exact front.
+) -> list[ParetoFront]:
+    """Evaluate every configuration of the spaces, walked once, and return their exact fronts.
 
     Args:
-        space: the search space.
+        spaces: one space per cost table, equal but for their problems' cost tables (same
+            stats, options and priced exits: :func:`mess.search.api.compute_fronts` checks).
         backend: ``"numba"``, ``"numpy"`` or ``"torch"``.
         device: torch device for the ``torch`` backend.
-        progress: ``callable(done, total)`` or a rich ``Progress``.
+        progress: ``callable(done, total)`` or a rich ``Progress`` (configurations of one
+            space: each is evaluated for every table at once).
         threads: worker threads for the numba backend (default: usable cores).
 
     Returns:
-        The :class:`ParetoFront` (metrics of its points from the naive evaluator).
+        One :class:`ParetoFront` per space, in order (p90 and exit counts of its points as
+        the naive evaluator computes them); each is the front the space alone gives.
     """
     t0 = time.perf_counter()
-    p = space.problem
+    space = spaces[0]
     total = space.size()
     bar = Progress(progress, total)
     considered = space.exits
-    costs0 = [p.reach_final + p.head_final] + [p.reach[e] + p.head[e] for e in considered]
-    hi = (
-        p.reach_final
-        + space.max_exits * float(max((p.head + p.policy)[considered], default=0.0))
-        + max([p.head_final, *p.head[considered].tolist()])
-    )
-    collector = Collector(space, FilterGrid.empty(min(costs0), hi))
+    bounds = []
+    for sp in spaces:
+        p = sp.problem
+        costs0 = [p.reach_final + p.head_final] + [p.reach[e] + p.head[e] for e in considered]
+        hi = (
+            p.reach_final
+            + space.max_exits * float(max((p.head + p.policy)[considered], default=0.0))
+            + max([p.head_final, *p.head[considered].tolist()])
+        )
+        bounds.append((min(costs0), hi))
+    grids = FilterGrids.empty(bounds)
+    collectors = [Collector(space, grid) for grid in grids.tables]
 
     # k = 0: the original network and, with truncation, each exit alone
+    p = space.problem
     base = [Configuration((), FINAL)]
     if space.truncation:
         base += [Configuration((), p.exit_ids[e]) for e in considered]
     rows = np.full((len(base), space.max_exits + 2), -1, dtype=np.int64)
-    metrics = [p.evaluate(c) for c in base]
     for i, c in enumerate(base):
         rows[i, 0] = 0
         rows[i, -1] = p.exit_index(c.terminal)
-    collector.add(
-        np.array([m.expected_cost for m in metrics]),
-        np.array([m.worst_cost for m in metrics]),
-        np.array([m.miou for m in metrics]),
-        rows,
-    )
+    for sp, col in zip(spaces, collectors, strict=True):
+        metrics = [sp.problem.evaluate(c) for c in base]
+        col.add(
+            np.array([m.expected_cost for m in metrics]),
+            np.array([m.worst_cost for m in metrics]),
+            np.array([m.miou for m in metrics]),
+            rows,
+        )
     bar.advance(len(base))
 
     if space.max_exits >= 1:
-        prep = Prepared(space)
+        prep = Prepared(spaces)
         if backend == "numba":
-            _run_numba(prep, collector, bar, threads)
+            _run_numba(prep, collectors, grids, bar, threads)
         else:
-            run_blas(prep, collector, bar, backend=backend, device=device)
-    return _finish(space, collector, total, time.perf_counter() - t0)
+            run_blas(prep, collectors, bar, backend=backend, device=device)
+    seconds = time.perf_counter() - t0
+    return [_finish(sp, col, total, seconds) for sp, col in zip(spaces, collectors, strict=True)]
+
+
+def _snapshot(collectors: list[Collector]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every table's known front, concatenated, and where each table's starts."""
+    parts = [col.snapshot() for col in collectors]
+    start = np.cumsum([0, *(f.shape[1] for f, _ in parts)]).astype(np.int64)
+    front = np.ascontiguousarray(np.concatenate([f for f, _ in parts], axis=1))
+    franks = np.ascontiguousarray(np.concatenate([r for _, r in parts]))
+    return front, franks, start
 
 
 def _chunks(
@@ -213,7 +241,13 @@ def _chunks(
     return out
 
 
-def _run_numba(prep: Prepared, collector: Collector, bar: Progress, threads: int | None) -> None:
+def _run_numba(
+    prep: Prepared,
+    collectors: list[Collector],
+    grids: FilterGrids,
+    bar: Progress,
+    threads: int | None,
+) -> None:
     sp = prep.space
     if threads:
         workers = threads
@@ -241,6 +275,7 @@ def _run_numba(prep: Prepared, collector: Collector, bar: Progress, threads: int
                 longer.append((ps, pr[a:b], sp.max_exits, n_states, int(sizes[a:b].sum())))
     width = sp.max_exits + 2
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mess-search")
+    snapshot = _snapshot(collectors)
     try:
         for jobs in (singles, longer):
             pending: dict[Future[Any], tuple[Pass, int]] = {}
@@ -255,19 +290,28 @@ def _run_numba(prep: Prepared, collector: Collector, bar: Progress, threads: int
                         prefixes,
                         depth,
                         n_states,
-                        collector.grid,
-                        collector.snapshot(),
+                        grids,
+                        snapshot,
                     )
                     pending[fut] = (ps, n_configs)
                 done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
                 for fut in done:
                     ps, n_configs = pending.pop(fut)
-                    out_f, out_i, g = fut.result()
-                    collector.add(
-                        out_f[:, 0], out_f[:, 1], out_f[:, 2], kernel_ranks(ps, out_i, width)
-                    )
-                    np.maximum(collector.grid.grid, g, out=collector.grid.grid)
+                    out_f, out_i, out_k, g = fut.result()
+                    ranks = kernel_ranks(ps, out_i, width)
+                    changed = False
+                    for k, col in enumerate(collectors):
+                        mine = out_k == k
+                        f = out_f[mine]
+                        changed |= col.hold(f[:, 0], f[:, 1], f[:, 2], ranks[mine])
+                    if changed:
+                        snapshot = _snapshot(collectors)
+                    # the grids know every candidate already: the kernel raised them
+                    np.maximum(grids.grid, g, out=grids.grid)
                     bar.advance(n_configs)
+            # the chains of one exit filter the rest with their whole front
+            if any([col.merge() for col in collectors]):  # a list: every collector merges
+                snapshot = _snapshot(collectors)
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
@@ -276,13 +320,7 @@ def _run_numba(prep: Prepared, collector: Collector, bar: Progress, threads: int
 
 def _finish(space: SearchSpace, col: Collector, total: int, seconds: float) -> ParetoFront:
     p = space.problem
-    n = len(col.exp)
-    p90 = np.zeros(n)
-    counts = np.full((n, space.max_exits + 1), -1, dtype=np.int64)
-    for i in range(n):
-        m = p.evaluate(space.configuration(_rank_tuple(col.ranks[i])))
-        p90[i] = m.p90_cost
-        counts[i, : len(m.counts)] = m.counts
+    p90, counts = space.tails(col.ranks)
     reference = p.evaluate(Configuration((), FINAL)).miou
     return ParetoFront(
         exp=col.exp,
@@ -306,11 +344,6 @@ def _finish(space: SearchSpace, col: Collector, total: int, seconds: float) -> P
         configs_evaluated=total,
         seconds=seconds,
     )
-
-
-def _rank_tuple(row: np.ndarray) -> tuple[int, ...]:
-    k = int(row[0])
-    return (k, *(int(v) for v in row[1 : 1 + k]), int(row[-1]))
 
 
 __all__ = ["run"]

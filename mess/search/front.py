@@ -57,9 +57,13 @@ class NoFeasibleConfiguration(Exception):
         alternatives: the nearest feasible configurations (the cheapest one for
             ``max-accuracy``, the most accurate one for ``min-cost``, and under a worst-cost
             budget the best one within it).
+        reason: the message without the alternatives.
+        front: the front that was asked, when a front was.
     """
 
-    def __init__(self, message: str, alternatives: list[FrontPoint]) -> None:
+    def __init__(
+        self, message: str, alternatives: list[FrontPoint], front: ParetoFront | None = None
+    ) -> None:
         names = "; ".join(
             f"{a.configuration} (mIoU {a.miou:.4f}, expected {a.expected_cost:.4g}, "
             f"worst {a.worst_cost:.4g})"
@@ -67,6 +71,8 @@ class NoFeasibleConfiguration(Exception):
         )
         super().__init__(f"{message}. Closest feasible: {names}" if names else message)
         self.alternatives = alternatives
+        self.reason = message
+        self.front = front
 
 
 def rank_order(ranks: np.ndarray) -> np.ndarray:
@@ -105,14 +111,6 @@ class FilterGrid:
     edge_w: np.ndarray
     grid: np.ndarray
 
-    @classmethod
-    def empty(cls, lo: float, hi: float, nx: int = 1024, nw: int = 128) -> FilterGrid:
-        if not hi > lo:
-            nx = nw = 1
-        edge_x = np.linspace(lo, hi, nx)
-        edge_w = np.linspace(lo, hi, nw)
-        return cls(edge_x, edge_w, np.full((nw, nx), -np.inf))
-
     def raise_to(self, exp: np.ndarray, worst: np.ndarray, miou: np.ndarray) -> None:
         """Account for configurations with these metrics."""
         if len(exp) == 0:
@@ -133,6 +131,33 @@ class FilterGrid:
         out = np.zeros(len(exp), dtype=bool)
         out[ok] = miou[ok] < self.grid[iw[ok], ix[ok]]
         return out
+
+
+@dataclass
+class FilterGrids:
+    """One :class:`FilterGrid` per cost table of a fleet, stacked: ``edge_x`` ``(K, nx)``,
+    ``edge_w`` ``(K, nw)``, ``grid`` ``(K, nw, nx)`` (what the kernel reads); ``tables[k]``
+    views table ``k``'s rows, so that raising it raises the stack."""
+
+    edge_x: np.ndarray
+    edge_w: np.ndarray
+    grid: np.ndarray
+    tables: list[FilterGrid]
+
+    @classmethod
+    def empty(cls, bounds: list[tuple[float, float]], nx: int = 1024, nw: int = 128) -> FilterGrids:
+        """Empty grids spanning ``(lo, hi)`` per table, ``nx x nw`` cells for one table and
+        about as many in all for several: each worker copies the stack and reads it at
+        random, so it must stay in cache (ten full grids ran the fleet twice as long)."""
+        shrink = np.sqrt(len(bounds))
+        nx, nw = max(64, int(nx / shrink)), max(16, int(nw / shrink))
+        if not all(hi > lo for lo, hi in bounds):
+            nx = nw = 1
+        edge_x = np.stack([np.linspace(lo, hi, nx) for lo, hi in bounds])
+        edge_w = np.stack([np.linspace(lo, hi, nw) for lo, hi in bounds])
+        grid = np.full((len(bounds), nw, nx), -np.inf)
+        tables = [FilterGrid(edge_x[k], edge_w[k], grid[k]) for k in range(len(bounds))]
+        return cls(edge_x, edge_w, grid, tables)
 
 
 @dataclass
@@ -262,6 +287,7 @@ class ParetoFront:
                     f"no configuration has expected cost <= {budget:g}"
                     + (f" and worst cost <= {worst_budget:g}" if worst_budget is not None else ""),
                     self._points(alts),
+                    self,
                 )
         elif objective == "min-cost":
             if max_drop is None:
@@ -277,11 +303,12 @@ class ParetoFront:
                     f"{self.reference_miou:.6f} - {max_drop:g})"
                     + (f" with worst cost <= {worst_budget:g}" if worst_budget is not None else ""),
                     self._points(alts),
+                    self,
                 )
         elif objective == "pareto":
             best = self._pick(within, (-self.miou, self.exp))
             if best is None:
-                raise NoFeasibleConfiguration("the front is empty", [])
+                raise NoFeasibleConfiguration("the front is empty", [], self)
         else:
             raise ValueError(f"unknown objective {objective!r}")
         return self.point(best)

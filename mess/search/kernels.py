@@ -21,6 +21,11 @@ A configuration is offered to a conservative Pareto filter: a grid over (expecte
 worst cost) holding the best mIoU of configurations known to be at most that expensive in
 both; a configuration strictly below it is dominated and dropped, any other is written out
 (and raises the grid). The caller merges what is written into the exact front.
+
+Fleet search: the cost arrays have one row per cost table (``K`` of them) and so have the
+filter grids and the known fronts. The sample sums and each configuration's mIoU, which do
+not depend on the costs, are computed once per node; only the path costs, the expected cost
+and the filter run once per table, and every output row names its table.
 """
 
 from __future__ import annotations
@@ -79,13 +84,17 @@ def _offer(
     term_code: int,
     out_f: np.ndarray,
     out_i: np.ndarray,
+    out_k: np.ndarray,
+    table: int,
     n_out: int,
     level: int,
     chain: np.ndarray,
     term: int,
     j: int,
 ) -> int:
-    """Filter one configuration; returns the new output count, -1 when the buffer is full.
+    """Filter one configuration of cost table ``table`` (``grid``, ``edge_x``, ``edge_w``,
+    ``front`` and ``franks`` are that table's); returns the new output count, -1 when the
+    buffer is full.
 
     ``iw`` is ``_floor_edge(edge_w, worst)``. ``front`` is ``(3, F)`` (expected, worst,
     mIoU) of known configurations sorted by expected cost and ``franks`` their rank rows:
@@ -114,6 +123,7 @@ def _offer(
         out_i[n_out, q] = chain[q] if q <= level else -1
     out_i[n_out, width - 2] = term
     out_i[n_out, width - 1] = j
+    out_k[n_out] = table
     # raise the grid where this configuration is at most as expensive (monotone: stop early)
     gx = edge_x.shape[0]
     gw = edge_w.shape[0]
@@ -153,7 +163,7 @@ def _emit(
     comb: np.ndarray,
     cnt: np.ndarray,
     pc: np.ndarray,
-    cost_t: float,
+    cost_t: np.ndarray,
     n_samples: int,
     n_classes: int,
     target_sum: np.ndarray,
@@ -162,27 +172,36 @@ def _emit(
     edge_w: np.ndarray,
     front: np.ndarray,
     franks: np.ndarray,
+    front_start: np.ndarray,
     rule_code: np.ndarray,
     term_code: int,
     scratch: np.ndarray,
+    whole: np.ndarray,
     out_f: np.ndarray,
     out_i: np.ndarray,
+    out_k: np.ndarray,
     n_out: int,
     chain: np.ndarray,
     term: int,
 ) -> int:
-    """Evaluate the configurations (chain, terminal, every grid index) of one node.
+    """Evaluate the configurations (chain, terminal, every grid index) of one node, for
+    every cost table.
 
     ``tot`` and ``comb`` are ``(W, G)``: the mIoU loop runs over the grid index innermost
-    (vectorised), adding the classes in class order for each ``j`` as the canonical sum does.
-    Consecutive grid indices with equal metrics are the same point with a larger rank:
-    only the first is offered.
+    (vectorised), adding the classes in class order for each ``j`` as the canonical sum does;
+    it runs once, whatever the number of tables. ``pc`` is ``(K, D)`` and ``cost_t`` ``(K,)``:
+    the expected cost and the filter run per table. Consecutive grid indices with equal
+    metrics are the same point with a larger rank: only the first is offered. ``scratch``
+    is ``(5 + D, G)`` float64 and ``whole`` ``(G,)`` int64 room.
     """
     g = tot.shape[1]
     c = n_classes
     total = scratch[0]
     kept = scratch[1]
     exps = scratch[2]
+    left_f = scratch[3]
+    sums = scratch[4]
+    cnt_f = scratch[5:]
     for j in range(g):
         total[j] = 0.0
         kept[j] = 0.0
@@ -197,59 +216,101 @@ def _emit(
             kept[j] += 1.0 if ok else 0.0
     for j in range(g):
         total[j] = total[j] / kept[j] if kept[j] > 0 else 0.0
-        s = 0.0
+    # what the expected cost needs besides the costs: per grid index, the samples leaving
+    # at each level (as floats), those reaching the terminal, and the level taking them all
+    # (0: none, level + 1: the terminal), where the canonical sum is replaced by that cost
+    for j in range(g):
         left = n_samples
-        exp = -1.0
+        whole[j] = 0
         for i in range(1, level + 1):
             ni = cnt[i, j]
+            cnt_f[i, j] = float(ni)
             left -= ni
-            if ni == n_samples:
-                exp = pc[i]
-                break
-            s = s + float(ni) * pc[i]
-        if exp < 0.0:
-            exp = cost_t if left == n_samples else (s + float(left) * cost_t) / n_samples
-        exps[j] = exp
-    iw = _floor_edge(edge_w, cost_t)
-    lo = edge_x[0]
-    nx = edge_x.shape[0]
-    scale = (nx - 1) / (edge_x[nx - 1] - lo) if nx > 1 else 0.0
-    for j in range(g):
-        exp = exps[j]
-        miou = total[j]
-        if j > 0 and exp == exps[j - 1] and miou == total[j - 1]:
-            continue
-        if iw >= 0 and exp >= lo:
-            # quick reject on the grid row of this worst cost (the usual case)
-            f = (exp - lo) * scale
-            ix = int(f) if f < nx - 1 else nx - 1
-            while ix > 0 and edge_x[ix] > exp:
-                ix -= 1
-            if miou < grid[iw, ix]:
+            if ni == n_samples and whole[j] == 0:
+                whole[j] = i
+        left_f[j] = float(left)
+        if left == n_samples:
+            whole[j] = level + 1
+    for tb in range(pc.shape[0]):
+        ct = cost_t[tb]
+        # the canonical sum ((n_1 c_1 + n_2 c_2) + ...) + n_T c_T over every grid index at
+        # once; where one exit takes all, the break of the canonical loop gives its cost
+        for j in range(g):
+            sums[j] = 0.0
+        for i in range(1, level + 1):
+            ci = pc[tb, i]
+            for j in range(g):
+                sums[j] = sums[j] + cnt_f[i, j] * ci
+        for j in range(g):
+            exps[j] = (sums[j] + left_f[j] * ct) / n_samples
+        for j in range(g):
+            at = whole[j]
+            if at > 0:
+                exps[j] = ct if at > level else pc[tb, at]
+        grid_t = grid[tb]
+        ex = edge_x[tb]
+        ew = edge_w[tb]
+        iw = _floor_edge(ew, ct)
+        lo = ex[0]
+        nx = ex.shape[0]
+        scale = (nx - 1) / (ex[nx - 1] - lo) if nx > 1 else 0.0
+        row = grid_t[iw] if iw >= 0 else grid_t[0]
+        for j in range(g):
+            exp = exps[j]
+            miou = total[j]
+            if j > 0 and exp == exps[j - 1] and miou == total[j - 1]:
                 continue
-        n_out = _offer(
-            exp,
-            cost_t,
-            iw,
-            miou,
-            grid,
-            edge_x,
-            edge_w,
-            front,
-            franks,
-            rule_code,
-            term_code,
-            out_f,
-            out_i,
-            n_out,
-            level,
-            chain,
-            term,
-            j,
-        )
-        if n_out < 0:
-            return -1
+            if iw >= 0 and exp >= lo:
+                # quick reject on the grid row of this worst cost (the usual case)
+                f = (exp - lo) * scale
+                ix = int(f) if f < nx - 1 else nx - 1
+                while ix > 0 and ex[ix] > exp:
+                    ix -= 1
+                if miou < row[ix]:
+                    continue
+            a = front_start[tb]
+            b = front_start[tb + 1]
+            n_out = _offer(
+                exp,
+                ct,
+                iw,
+                miou,
+                grid_t,
+                ex,
+                ew,
+                front[:, a:b],
+                franks[a:b],
+                rule_code,
+                term_code,
+                out_f,
+                out_i,
+                out_k,
+                tb,
+                n_out,
+                level,
+                chain,
+                term,
+                j,
+            )
+            if n_out < 0:
+                return -1
     return n_out
+
+
+@_jit
+def _step_costs(
+    lv: int,
+    r: int,
+    hp: np.ndarray,
+    pc: np.ndarray,
+    rule_reach: np.ndarray,
+    rule_head: np.ndarray,
+    rule_policy: np.ndarray,
+) -> None:
+    """Per table, ``hp`` and the cost of leaving at level ``lv`` (rule ``r``), canonically."""
+    for tb in range(hp.shape[0]):
+        hp[tb, lv] = (hp[tb, lv - 1] + rule_head[tb, r]) + rule_policy[tb, r]
+        pc[tb, lv] = rule_reach[tb, r] + hp[tb, lv]
 
 
 @_jit
@@ -398,10 +459,13 @@ def walk(
     edge_w: np.ndarray,
     front: np.ndarray,
     franks: np.ndarray,
+    front_start: np.ndarray,
     out_f: np.ndarray,
     out_i: np.ndarray,
+    out_k: np.ndarray,
 ) -> int:
-    """Walk the subtrees of ``prefixes`` (their own configurations included).
+    """Walk the subtrees of ``prefixes`` (their own configurations included), for ``K``
+    cost tables at once.
 
     Nodes one level above the leaves are stored (``n_states`` of them at most); their leaf
     children with only ``final`` after them are then evaluated rule by rule, each rule's
@@ -416,18 +480,22 @@ def walk(
         bins: ``(R, N)`` bins per rule.
         rule_exit: ``(R,)`` stats exit index of each rule (row of ``x_all``).
         rule_code: ``(R,)`` rank code of each rule at grid index 0.
-        rule_reach, rule_head, rule_policy: ``(R,)`` costs per rule.
+        rule_reach, rule_head, rule_policy: ``(K, R)`` costs per table and rule.
         first_child: ``(R,)`` first rule strictly deeper than each rule (R if none).
         x_all: ``(E+1, N, W)`` rows per exit, final last with count column 0.
         dx_all: ``(E, N, W)`` ``x_all[final] - x_all[e]``.
-        term_exit, term_reach, term_head: ``(Tm,)`` terminals sorted by depth, final last.
+        term_exit: ``(Tm,)`` terminals sorted by depth, final last.
+        term_reach, term_head: ``(K, Tm)`` their costs per table.
         term_first: ``(R,)`` first terminal strictly deeper than each rule.
         target_sum: ``(C,)`` int64 target sums.
-        grid, edge_x, edge_w: the Pareto filter grid ``(nw, nx)`` (raised in place).
-        front, franks: ``(3, F)`` known (expected, worst, mIoU) sorted by expected cost,
-            and their ``(F, max_exits + 2)`` rank rows.
+        grid, edge_x, edge_w: the Pareto filter grids ``(K, nw, nx)``, ``(K, nx)``,
+            ``(K, nw)`` (raised in place).
+        front, franks, front_start: known points of every table, ``(3, F)`` (expected,
+            worst, mIoU) and ``(F, max_exits + 2)`` rank rows; table ``k``'s are columns
+            (rows) ``front_start[k]:front_start[k + 1]``, sorted by expected cost.
         out_f: ``(cap, 3)`` float64 written (expected, worst, mIoU).
         out_i: ``(cap, max_exits + 3)`` int64 written ``[k, r_1..r_max_exits, terminal, j]``.
+        out_k: ``(cap,)`` int64 written: the cost table of each output.
 
     Returns:
         The number of outputs written, or -1 when ``out_f`` filled up (walk again with
@@ -435,6 +503,7 @@ def walk(
     """
     n_prefix, l0 = prefixes.shape
     n_samples = bins.shape[1]
+    n_tables = rule_reach.shape[0]
     w = x_all.shape[2]
     n_rules = bins.shape[0]
     n_term = term_exit.shape[0]
@@ -443,10 +512,12 @@ def walk(
     m = np.zeros((d, n_samples), dtype=bins.dtype)
     tot = np.zeros((d, w, n_grid), dtype=x_all.dtype)
     zero = np.zeros((w, n_grid), dtype=x_all.dtype)
-    scratch = np.zeros((3, n_grid))
+    scratch = np.zeros((5 + d, n_grid))
+    whole = np.zeros(n_grid, dtype=np.int64)
     cnt = np.zeros((d, n_grid), dtype=np.int64)
-    hp = np.zeros(d)
-    pc = np.zeros(d)
+    hp = np.zeros((n_tables, d))
+    pc = np.zeros((n_tables, d))
+    cost_t = np.zeros(n_tables)
     chain = np.zeros(d, dtype=np.int64)
     cursor = np.zeros(d + 1, dtype=np.int64)
     acc = np.zeros((n_grid + 1, w), dtype=x_all.dtype)
@@ -456,8 +527,8 @@ def walk(
     s_m = np.zeros((n_states, n_samples), dtype=bins.dtype)
     s_tot = np.zeros((n_states, w, n_grid), dtype=x_all.dtype)
     s_cnt = np.zeros((n_states, d, n_grid), dtype=np.int64)
-    s_hp = np.zeros(n_states)
-    s_pc = np.zeros((n_states, d))
+    s_hp = np.zeros((n_states, n_tables))
+    s_pc = np.zeros((n_states, n_tables, d))
     s_chain = np.zeros((n_states, d), dtype=np.int64)
     s_hist = np.zeros((n_states, n_grid + 1, w), dtype=x_all.dtype)
     n_st = 0
@@ -468,8 +539,7 @@ def walk(
         for lv in range(1, l0 + 1):
             r = prefixes[p, lv - 1]
             chain[lv] = r
-            hp[lv] = (hp[lv - 1] + rule_head[r]) + rule_policy[r]
-            pc[lv] = rule_reach[r] + hp[lv]
+            _step_costs(lv, r, hp, pc, rule_reach, rule_head, rule_policy)
             _child(lv, r, m, bins, x_all[rule_exit[r]], acc, tot, cnt)
         # depth-first over the nodes below the prefix; level l0 is the prefix itself
         level = l0
@@ -485,8 +555,7 @@ def walk(
                 if defer and lv == max_depth and term_first[r] == n_term - 1:
                     continue  # a fused leaf, evaluated below from the stored node
                 chain[lv] = r
-                hp[lv] = (hp[lv - 1] + rule_head[r]) + rule_policy[r]
-                pc[lv] = rule_reach[r] + hp[lv]
+                _step_costs(lv, r, hp, pc, rule_reach, rule_head, rule_policy)
                 _child(lv, r, m, bins, x_all[rule_exit[r]], acc, tot, cnt)
                 level = lv
                 cursor[level] = -1
@@ -494,7 +563,8 @@ def walk(
             last = chain[level]
             for t in range(term_first[last], n_term):
                 _terminal(level, m, x_all[term_exit[t]], acc, zero, comb)
-                cost_t = term_reach[t] + (hp[level] + term_head[t])
+                for tb in range(n_tables):
+                    cost_t[tb] = term_reach[tb, t] + (hp[tb, level] + term_head[tb, t])
                 n_out = _emit(
                     level,
                     tot[level],
@@ -510,11 +580,14 @@ def walk(
                     edge_w,
                     front,
                     franks,
+                    front_start,
                     rule_code,
                     term_exit[t],
                     scratch,
+                    whole,
                     out_f,
                     out_i,
+                    out_k,
                     n_out,
                     chain,
                     t,
@@ -526,7 +599,8 @@ def walk(
                     s_m[n_st] = m[level]
                     s_tot[n_st] = tot[level]
                     s_cnt[n_st] = cnt
-                    s_hp[n_st] = hp[level]
+                    for tb in range(n_tables):
+                        s_hp[n_st, tb] = hp[tb, level]
                     s_pc[n_st] = pc
                     s_chain[n_st] = chain
                     _final_histogram(m[level], x_all[final], s_hist[n_st])
@@ -547,14 +621,16 @@ def walk(
                 continue
             for i in range(d):
                 chain[i] = s_chain[q, i]
-                pc[i] = s_pc[q, i]
                 for j in range(n_grid):
                     cnt[i, j] = s_cnt[q, i, j]
             chain[lv] = r
-            hp_r = (s_hp[q] + rule_head[r]) + rule_policy[r]
-            pc[lv] = rule_reach[r] + hp_r
+            for tb in range(n_tables):
+                for i in range(d):
+                    pc[tb, i] = s_pc[q, tb, i]
+                hp_r = (s_hp[q, tb] + rule_head[tb, r]) + rule_policy[tb, r]
+                pc[tb, lv] = rule_reach[tb, r] + hp_r
+                cost_t[tb] = term_reach[tb, n_term - 1] + (hp_r + term_head[tb, n_term - 1])
             _fused_leaf(lv, r, s_m[q], bins, dxr, s_hist[q], acc, zero, comb, cnt, moving)
-            cost_t = term_reach[n_term - 1] + (hp_r + term_head[n_term - 1])
             n_out = _emit(
                 lv,
                 s_tot[q],
@@ -570,11 +646,14 @@ def walk(
                 edge_w,
                 front,
                 franks,
+                front_start,
                 rule_code,
                 term_exit[n_term - 1],
                 scratch,
+                whole,
                 out_f,
                 out_i,
+                out_k,
                 n_out,
                 chain,
                 n_term - 1,

@@ -3,12 +3,14 @@
 A pass (:class:`Pass`) holds the rules and terminals of one pixel threshold (or, with
 per-exit thresholds, of all of them) as the arrays the numba kernel
 (:mod:`mess.search.kernels`) and the matrix-product engine (:mod:`mess.search.blas`) read;
-:class:`Prepared` builds them once per space. :func:`kernel_ranks` turns either engine's
-output rows into rank rows.
+:class:`Prepared` builds them once per space. A fleet search prepares K spaces that differ
+only in their cost tables: everything but the cost arrays (one row per table) is shared.
+:func:`kernel_ranks` turns either engine's output rows into rank rows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,13 +26,13 @@ class Pass:
     bins: np.ndarray  # (R, N) uint8
     rule_exit: np.ndarray  # (R,) int64
     rule_code: np.ndarray  # (R,) int64: rank code of the rule at grid index 0
-    rule_reach: np.ndarray
-    rule_head: np.ndarray
-    rule_policy: np.ndarray
+    rule_reach: np.ndarray  # (K, R) float64, one row per cost table
+    rule_head: np.ndarray  # (K, R)
+    rule_policy: np.ndarray  # (K, R)
     first_child: np.ndarray  # (R,) int64
     term_exit: np.ndarray  # (Tm,) int64, final last
-    term_reach: np.ndarray
-    term_head: np.ndarray
+    term_reach: np.ndarray  # (K, Tm)
+    term_head: np.ndarray  # (K, Tm)
     term_first: np.ndarray  # (R,) int64
 
     @property
@@ -39,9 +41,14 @@ class Pass:
 
 
 class Prepared:
-    """Per-sample rows and cost arrays shared by every pass of a space."""
+    """Per-sample rows shared by every pass of a space, and each pass's arrays.
 
-    def __init__(self, space: SearchSpace) -> None:
+    Args:
+        spaces: one space per cost table, equal but for their problems' costs.
+    """
+
+    def __init__(self, spaces: Sequence[SearchSpace]) -> None:
+        space = spaces[0]
         p = space.problem
         st = p.stats
         n, c = p.num_samples, p.num_classes
@@ -59,6 +66,7 @@ class Prepared:
         self.dx_all = x[p.num_exits][None] - x[: p.num_exits]
         self.conf32 = st.confidence.astype(np.float32, copy=False)
         self.space = space
+        self.problems = [s.problem for s in spaces]
 
     def passes(self) -> list[tuple[int, Pass]]:
         """``(tp or -1, pass)`` for every pass of the space."""
@@ -99,13 +107,17 @@ class Prepared:
             bins=bins,
             rule_exit=r_exit,
             rule_code=r_code,
-            rule_reach=p.reach[r_exit].copy(),
-            rule_head=p.head[r_exit].copy(),
-            rule_policy=p.policy[r_exit].copy(),
+            rule_reach=np.stack([q.reach[r_exit] for q in self.problems]),
+            rule_head=np.stack([q.head[r_exit] for q in self.problems]),
+            rule_policy=np.stack([q.policy[r_exit] for q in self.problems]),
             first_child=np.searchsorted(r_pos, r_pos, side="right").astype(np.int64),
             term_exit=t_exit,
-            term_reach=np.array([p.terminal_costs(int(t))[0] for t in t_exit]),
-            term_head=np.array([p.terminal_costs(int(t))[1] for t in t_exit]),
+            term_reach=np.array(
+                [[q.terminal_costs(int(t))[0] for t in t_exit] for q in self.problems]
+            ),
+            term_head=np.array(
+                [[q.terminal_costs(int(t))[1] for t in t_exit] for q in self.problems]
+            ),
             term_first=np.searchsorted(t_pos, r_pos, side="right").astype(np.int64),
         )
 

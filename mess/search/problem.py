@@ -306,6 +306,55 @@ class SearchSpace:
         terminal = FINAL if t == self.problem.num_exits else self.problem.exit_ids[t]
         return Configuration(tuple(rules), terminal)
 
+    def tails(self, ranks: np.ndarray, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+        """p90 cost and samples per exit taken of many configurations, as :meth:`Problem.evaluate`
+        computes them, bit for bit, without a Python loop over the configurations.
+
+        Args:
+            ranks: ``(P, max_exits + 2)`` rank rows ``[k, v_1..v_k, -1.., terminal]``.
+            block: configurations at a time (memory: ``block x N`` per-sample costs).
+
+        Returns:
+            ``p90`` ``(P,)`` float64 and ``counts`` ``(P, max_exits + 1)`` int64, -1 padded.
+        """
+        p = self.problem
+        n_rows = len(ranks)
+        width = self.max_exits + 1
+        p90 = np.zeros(n_rows)
+        counts = np.full((n_rows, width), -1, dtype=np.int64)
+        conf = p.stats.confidence.astype(np.float32, copy=False)
+        for a in range(0, n_rows, block):
+            r = np.asarray(ranks[a : a + block], dtype=np.int64)
+            k = r[:, 0]
+            rows = np.arange(len(r))
+            # the exit each sample takes: walking backwards, the first exit passed wins
+            taken = np.repeat(k[:, None], p.num_samples, axis=1)
+            for q in reversed(range(self.max_exits)):
+                on = q < k
+                e, rest = np.divmod(np.where(on, r[:, 1 + q], 0), self.num_tp * self.num_ti)
+                tp, ti = np.divmod(rest, self.num_ti)
+                scores, thresholds = conf[:, e, tp].T, self.grid32[ti][:, None]
+                passes = scores >= thresholds
+                taken[passes & on[:, None]] = q
+            # canonical path costs, column q for exit q and column k for the terminal
+            hp = np.zeros(len(r))
+            path = np.zeros((len(r), width))
+            for q in range(self.max_exits):
+                on = q < k
+                e, _ = np.divmod(np.where(on, r[:, 1 + q], 0), self.num_tp * self.num_ti)
+                hp = np.where(on, (hp + p.head[e]) + p.policy[e], hp)
+                path[:, q] = p.reach[e] + hp
+            t = r[:, -1]
+            final = t == p.num_exits
+            safe = np.where(final, 0, t)
+            t_reach = np.where(final, p.reach_final, p.reach[safe])
+            t_head = np.where(final, p.head_final, p.head[safe])
+            path[rows, k] = t_reach + (hp + t_head)
+            p90[a : a + len(r)] = np.percentile(path[rows[:, None], taken], 90, axis=1)
+            for q in range(width):
+                counts[a : a + len(r), q] = np.where(q <= k, (taken == q).sum(axis=1), -1)
+        return p90, counts
+
     # enumeration -------------------------------------------------------------------------
     def chains(self, k: int) -> Iterator[tuple[int, ...]]:
         """Every chain of ``k`` considered exits at strictly increasing positions."""

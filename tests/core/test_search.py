@@ -263,3 +263,26 @@ def test_missing_objective_arguments_are_rejected(case):
         search(stats, costs, objective="min-cost")
     with pytest.raises(ValueError, match="objective"):
         search(stats, costs, objective="fastest")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("per_exit", [False, True])
+@pytest.mark.parametrize("truncation", [False, True])
+def test_tails_of_every_configuration_are_the_naive_evaluators(case, per_exit, truncation):
+    stats, costs = case
+    space = SearchSpace(
+        Problem(stats, costs),
+        max_exits=2 if per_exit else 3,
+        image_thresholds=[0.0, 0.4, 0.7],
+        per_exit_thresholds=per_exit,
+        truncation=truncation,
+    )
+    ranks = list(space.ranks())
+    rows = np.full((len(ranks), space.max_exits + 2), -1, dtype=np.int64)
+    for i, r in enumerate(ranks):
+        rows[i, : len(r) - 1] = r[:-1]
+        rows[i, -1] = r[-1]
+    p90, counts = space.tails(rows, block=97)
+    for i, r in enumerate(ranks):
+        m = space.problem.evaluate(space.configuration(r))
+        assert p90[i] == m.p90_cost
+        assert counts[i].tolist() == m.counts + [-1] * (space.max_exits + 1 - len(m.counts))
