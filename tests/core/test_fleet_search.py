@@ -20,6 +20,7 @@ from mess.search.brute import Evaluated
 from mess.search.collector import Collector
 from mess.search.kernels import HAVE_NUMBA
 from mess.testing import random_costs, random_stats
+from tests.core.brute_checks import assert_front_equals_brute, point_key
 
 GRID = [0.0, 0.1, 0.25, 0.5, 0.6, 0.75, 0.9]
 ARRAYS = ("exp", "worst", "miou", "p90", "ranks", "counts")
@@ -52,17 +53,6 @@ def fleets(draw, per_exit=None):
     return stats, tables, options, draw(st.randoms(use_true_random=False))
 
 
-def _key(p):
-    return (p.rank, p.miou, p.expected_cost, p.worst_cost, p.p90_cost, p.exit_fractions)
-
-
-def _answer(fn):
-    try:
-        return _key(fn())
-    except NoFeasibleConfiguration:
-        return None
-
-
 def assert_same_front(a, b):
     """Bit for bit on the stored arrays, and the same header."""
     for name in ARRAYS:
@@ -80,23 +70,7 @@ def check_fleet(stats, tables, options, rnd, backend):
         alone = compute_front(stats, costs, backend=backend, device="cpu", **options)
         assert_same_front(front, alone)
         brute = Evaluated.of(SearchSpace(Problem(stats, costs), **options))
-        assert front.configs_evaluated == len(brute.ranks)
-        assert [_key(p) for p in front.front_2d()] == [_key(p) for p in brute.front_2d()]
-        exps = sorted({m.expected_cost for m in brute.metrics})
-        worsts = sorted({m.worst_cost for m in brute.metrics})
-        for _ in range(3):
-            budget = rnd.choice(exps) if rnd.random() < 0.7 else rnd.uniform(-1, max(exps))
-            worst = rnd.choice(worsts) if rnd.random() < 0.5 else None
-            drop = rnd.choice([0.0, 0.01, 0.05, 0.3, -0.01])
-            queries = [
-                ("max-accuracy", {"budget": budget}),
-                ("min-cost", {"max_drop": drop}),
-                ("pareto", {}),
-            ]
-            for objective, kw in queries:
-                want = _answer(lambda: brute.best(objective, worst_budget=worst, **kw))  # noqa: B023
-                got = _answer(lambda: front.query(objective, worst_budget=worst, **kw))  # noqa: B023
-                assert got == want, (objective, kw, worst)
+        assert_front_equals_brute(front, brute, rnd, rounds=3)
 
 
 FAST = settings(
@@ -191,7 +165,9 @@ def test_one_table_feasible_one_not(case):
     with pytest.raises(NoFeasibleConfiguration) as alone:
         search(stats, slow, objective="max-accuracy", budget=budget, **OPTIONS)
     assert str(answers[1]) == str(alone.value)
-    assert [_key(p) for p in answers[1].alternatives] == [_key(p) for p in alone.value.alternatives]
+    assert [point_key(p) for p in answers[1].alternatives] == [
+        point_key(p) for p in alone.value.alternatives
+    ]
     assert answers[1].front is not None and len(answers[1].front) > 0
 
 

@@ -7,10 +7,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mess.search import NoFeasibleConfiguration, Problem, SearchSpace, compute_front
+from mess.search import Problem, SearchSpace, compute_front
 from mess.search.brute import Evaluated
 from mess.search.kernels import HAVE_NUMBA
 from mess.testing import random_costs, random_stats
+from tests.core.brute_checks import assert_front_equals_brute
 
 GRID = [0.0, 0.1, 0.25, 0.5, 0.6, 0.75, 0.9]
 
@@ -41,42 +42,13 @@ def problems(draw, per_exit=None):
     return stats, costs, options, draw(st.randoms(use_true_random=False))
 
 
-def _key(p):
-    return (p.rank, p.miou, p.expected_cost, p.worst_cost, p.p90_cost, p.exit_fractions)
-
-
-def _answer(fn):
-    try:
-        return _key(fn())
-    except NoFeasibleConfiguration:
-        return None
-
-
 def check_against_brute_force(stats, costs, options, rnd, backend):
     space = SearchSpace(Problem(stats, costs), **options)
     brute = Evaluated.of(space)
     assert len(brute.ranks) == space.size()
     front = compute_front(stats, costs, backend=backend, device="cpu", **options)
     assert front.configs_evaluated == space.size()
-    assert front.reference_miou == brute.reference_miou
-    assert [_key(p) for p in front.front_2d()] == [_key(p) for p in brute.front_2d()]
-    exps = sorted({m.expected_cost for m in brute.metrics})
-    worsts = sorted({m.worst_cost for m in brute.metrics})
-    for _ in range(4):
-        budget = rnd.choice(exps) if rnd.random() < 0.7 else rnd.uniform(-1, max(exps))
-        worst = None
-        if rnd.random() < 0.5:
-            worst = rnd.choice(worsts) if rnd.random() < 0.7 else rnd.uniform(0, max(worsts))
-        drop = rnd.choice([0.0, 0.01, 0.05, 0.3, -0.01])
-        queries = [
-            ("max-accuracy", {"budget": budget}),
-            ("min-cost", {"max_drop": drop}),
-            ("pareto", {}),
-        ]
-        for objective, kw in queries:
-            want = _answer(lambda: brute.best(objective, worst_budget=worst, **kw))  # noqa: B023
-            got = _answer(lambda: front.query(objective, worst_budget=worst, **kw))  # noqa: B023
-            assert got == want, (objective, kw, worst)
+    assert_front_equals_brute(front, brute, rnd, rounds=4)
 
 
 FAST = settings(
