@@ -113,6 +113,15 @@ function plotFronts() {
   };
   const hide = () => { tip.hidden = true; };
   const rings = [];
+  // originals under the fronts: the original network is often a point of its front too
+  const under = el("g", { class: "originals" }, svg);
+  series.forEach((s, i) => {
+    if (!s.original) return;
+    const o = s.original;
+    const r = el("rect", { x: sx(o.x) - 6, y: sy(o.y) - 6, width: 12, height: 12, class: `original s${i % 8}`, "data-device": s.device }, under);
+    r.addEventListener("mouseenter", (e) => show(e, s, o, "original network"));
+    r.addEventListener("mouseleave", hide);
+  });
   series.forEach((s, i) => {
     const cls = `s${i % 8}`;
     const g = el("g", { class: "series", "data-device": s.device }, svg);
@@ -123,12 +132,6 @@ function plotFronts() {
       const c = el("circle", { cx: sx(p.x), cy: sy(p.y), r: 4.5, class: `point ${cls}`, "data-device": s.device }, g);
       c.addEventListener("mouseenter", (e) => show(e, s, p, ""));
       c.addEventListener("mouseleave", hide);
-    }
-    if (s.original) {
-      const o = s.original;
-      const r = el("rect", { x: sx(o.x) - 5, y: sy(o.y) - 5, width: 10, height: 10, class: `original ${cls}`, "data-device": s.device }, g);
-      r.addEventListener("mouseenter", (e) => show(e, s, o, "original network"));
-      r.addEventListener("mouseleave", hide);
     }
     rings.push(el("circle", { r: 8, class: "chosen", visibility: "hidden", "data-device": s.device }, g));
   });
