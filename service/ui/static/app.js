@@ -73,7 +73,7 @@ function plotFronts() {
   const series = data.series;
   const all = [];
   series.forEach((s) => { all.push(...s.points); if (s.original) all.push(s.original); });
-  const W = 960, H = 440, M = { l: 64, r: 24, t: 16, b: 48 };
+  const W = 960, H = 440, M = { l: 64, r: 150, t: 16, b: 48 };  // the legend sits in the right margin
   const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" }, holder);
   if (!all.length) {
     el("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "title" }, svg).textContent = "no front yet";
@@ -136,14 +136,15 @@ function plotFronts() {
     rings.push(el("circle", { r: 8, class: "chosen", visibility: "hidden", "data-device": s.device }, g));
   });
   // legend
-  const legend = el("g", {}, svg);
+  const legend = el("g", { class: "legend" }, svg);
+  const lx = W - M.r + 16;
   series.forEach((s, i) => {
     const y = M.t + 10 + i * 16;
-    el("circle", { cx: W - M.r - 150, cy: y - 4, r: 4.5, class: `s${i % 8}` }, legend);
-    el("text", { x: W - M.r - 140, y: y }, legend).textContent = s.device;
+    el("circle", { cx: lx + 5, cy: y - 4, r: 4.5, class: `s${i % 8}` }, legend);
+    el("text", { x: lx + 15, y: y }, legend).textContent = s.device;
   });
-  el("rect", { x: W - M.r - 155, y: M.t + 4 + series.length * 16, width: 10, height: 10, class: "original s7" }, legend);
-  el("text", { x: W - M.r - 140, y: M.t + 13 + series.length * 16 }, legend).textContent = "original network";
+  el("rect", { x: lx, y: M.t + 4 + series.length * 16, width: 10, height: 10, class: "original s7" }, legend);
+  el("text", { x: lx + 15, y: M.t + 13 + series.length * 16 }, legend).textContent = "original network";
 
   const input = document.getElementById("budget");
   const rows = document.querySelectorAll("#picks tbody tr");
