@@ -30,6 +30,16 @@ from service.supernets.models import Supernet
 from service.ui import queries
 
 ORIGINAL = {"exits": [], "terminal": "final"}
+# what the configuration page shows of a verification, where present (others: every field)
+VERIFICATION_COLUMNS = (
+    "device",
+    "profile_id",
+    "predicted_expected_ms",
+    "expected_ms",
+    "worst_ms",
+    "exit_agreement",
+    "measured_at",
+)
 
 
 def _supernet_line(row: Supernet) -> dict[str, Any]:
@@ -156,8 +166,9 @@ def configuration_page(session: Session, config_id: str) -> dict[str, Any]:
             _, device = profiles.get_profile(session, int(metrics["profile_id"]))
         except NotFound:
             device = None
-    # verifications are read from the read schema when the configurations domain has them
-    verifications = read.model_dump().get("verifications")
+    # verifications come with the read schema once the configurations domain has them
+    verifications = read.model_dump().get("verifications") or []
+    shown = [c for c in VERIFICATION_COLUMNS if verifications and c in verifications[0]]
     return {
         "configuration": read,
         "label": configuration_label(row.configuration),
@@ -172,6 +183,7 @@ def configuration_page(session: Session, config_id: str) -> dict[str, Any]:
         "metrics": metrics,
         "device": device,
         "verifications": verifications,
+        "verification_columns": (shown or sorted(verifications[0])) if verifications else [],
     }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import onnx
 import pytest
@@ -191,3 +193,24 @@ def test_tokens_are_managed_by_admins_with_csrf(client: TestClient) -> None:
     done = client.post(revoke, data={"csrf_token": csrf}, follow_redirects=False)
     assert done.status_code == 303
     assert client.get("/v1/devices", headers=auth(secret[1])).status_code == 401
+
+
+def test_verifications_of_the_read_schema_are_shown(
+    client: TestClient, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.configurations import service as configurations
+
+    answer = seeded.answers["jetson"]
+    read = configurations.read
+
+    def with_verifications(row: Any) -> Any:
+        plain = read(row).model_dump()
+        verified = {"device": "jetson", "expected_ms": 12.5, "measured_at": "then"}
+        return SimpleNamespace(**plain, model_dump=lambda: {**plain, "verifications": [verified]})
+
+    monkeypatch.setattr(configurations, "read", with_verifications)
+    login(client, seeded.engineer)
+    page = client.get(f"/ui/configurations/{answer['configuration_id']}")
+    assert page.status_code == 200
+    section = page.text[page.text.index('id="verifications"') :]
+    assert "<th>expected_ms</th>" in section and "<td>12.5</td>" in section
