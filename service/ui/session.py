@@ -9,11 +9,13 @@ database again, so revoking a token ends its dashboard sessions at once. The sig
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,15 +59,21 @@ def load_secret(settings: Settings) -> str:
     if settings.ui_secret is not None:
         return settings.ui_secret.get_secret_value()
     path: Path = settings.data_dir / SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_urlsafe(32) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # written in full under a temporary name, then linked into place: a process starting at
+    # the same moment reads either no file or the whole key, and the first link wins
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ui-secret-")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
     return path.read_text().strip()
 
 
