@@ -222,6 +222,27 @@ def supernet(
     )
 
 
+@router.post("/supernets/{supernet_id}/fronts")
+def compute_front(
+    request: Request,
+    supernet_id: str,
+    session: SessionDep,
+    ui: Ui,
+    device: Annotated[str, Form(max_length=128)] = "",
+    csrf_token: Annotated[str, Form(max_length=256)] = "",
+) -> Response:
+    """Queue the search of a device's front at the default options (as a first
+    ``POST /v1/search`` would); the page shows it once the worker has computed it."""
+    csrf.check(request, ui.csrf, csrf_token)
+    try:
+        data = SearchRequest(supernet_id=supernet_id, device=device, objective="pareto")
+    except ValidationError:
+        raise NotFound(f"no supernet {supernet_id!r} with a device {device!r}") from None
+    searches.request_search(session, data, ui.principal)
+    after_commit(session, request.app.state.search_worker.notify)
+    return RedirectResponse(f"/ui/supernets/{supernet_id}", status_code=303)
+
+
 @router.get("/supernets/{supernet_id}/pick")
 def pick(
     request: Request,

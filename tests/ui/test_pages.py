@@ -14,7 +14,9 @@ from fastapi.testclient import TestClient
 
 from service.ui.session import COOKIE
 from tests.service.conftest import ADMIN, auth
+from tests.service.factories import costs_table
 from tests.ui.seed import EVIL, Seeded, seed
+from tests.waiting import wait_until
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
 
@@ -214,3 +216,33 @@ def test_verifications_of_the_read_schema_are_shown(
     assert page.status_code == 200
     section = page.text[page.text.index('id="verifications"') :]
     assert "<th>expected_ms</th>" in section and "<td>12.5</td>" in section
+
+
+def test_a_missing_front_is_computed_from_the_page(client: TestClient, seeded: Seeded) -> None:
+    sid = seeded.evil_supernet_id
+    body = {"supernet_id": sid, "device": "jetson", "costs": costs_table("ms", scale=2.0)}
+    r = client.post("/v1/profiles", json=body, headers=auth(seeded.agent))
+    assert r.status_code == 201, r.text
+    login(client, seeded.engineer)
+    page = client.get(f"/ui/supernets/{sid}")
+    assert "Compute the front" in page.text and "not searched" in page.text
+    found = CSRF.search(page.text[page.text.index('class="compute"') :])
+    assert found is not None
+    form = {"device": "jetson", "csrf_token": found[1]}
+    assert client.post(f"/ui/supernets/{sid}/fronts", data={"device": "jetson"}).status_code == 403
+    queued = client.post(f"/ui/supernets/{sid}/fronts", data=form, follow_redirects=False)
+    assert queued.status_code == 303 and queued.headers["location"] == f"/ui/supernets/{sid}"
+
+    def points() -> int:
+        text = client.get(f"/ui/supernets/{sid}").text
+        found = re.search(r'id="plot-data">(.*?)</script>', text)
+        assert found is not None
+        return len(json.loads(found[1])["series"][0]["points"])
+
+    wait_until(lambda: points() > 0, timeout=60, message="the front was not computed")
+    answer = client.post(
+        "/v1/search",
+        json={"supernet_id": sid, "device": "jetson", "objective": "pareto"},
+        headers=auth(seeded.engineer),
+    ).json()
+    assert points() == len(answer["front"])
