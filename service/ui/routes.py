@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from service.auth import repository as tokens_repository
 from service.auth import service as tokens
@@ -313,7 +314,11 @@ def device(
 
 # ---------------------------------------------------------------- tokens (admins)
 def _tokens_page(
-    request: Request, session: Any, created: Any = None, error: str | None = None, status: int = 200
+    request: Request,
+    session: Session,
+    created: dict[str, Any] | None = None,
+    error: str | None = None,
+    status: int = 200,
 ) -> Response:
     rows = tokens_repository.list_tokens(session, 1000, 0)
     now = utcnow()
