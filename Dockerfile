@@ -11,6 +11,7 @@ FROM base AS build-service
 WORKDIR /src
 COPY pyproject.toml README.md alembic.ini ./
 COPY mess mess
+# service/ holds the dashboard's templates and static files, installed as package data
 COPY service service
 COPY profilers profilers
 COPY migrations migrations

@@ -40,6 +40,7 @@ from service.searches.service import FrontCache
 from service.searches.worker import SearchWorker
 from service.settings import Settings
 from service.supernets.routes import router as supernets_router
+from service.ui.routes import install as install_ui
 from service.uploads import BodyLimitMiddleware, sweep_scratch
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in routers:
         app.include_router(router)
+    install_ui(app)  # the dashboard under /ui (docs/DESIGN.md, "Service")
 
     @app.get(
         "/healthz",

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         "answer (in the background, answering from it meanwhile)",
     )
 
+    ui_secret: SecretStr | None = Field(
+        default=None,
+        description="key signing the dashboard's session cookies; default: generated at first "
+        "start into <data_dir>/ui-secret",
+    )
+
     rate_limit_per_minute: int = Field(
         default=6000,
         ge=0,
@@ -59,7 +65,9 @@ class Settings(BaseSettings):
         default=1000, ge=0, description="requests at once above the rate; 0: no limit"
     )
 
-    @field_validator("admin_token", "database_url", "s3_endpoint_url", "s3_bucket", mode="before")
+    @field_validator(
+        "admin_token", "ui_secret", "database_url", "s3_endpoint_url", "s3_bucket", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # MESS_ADMIN_TOKEN= (empty) must not become an empty, guessable admin token

@@ -1,0 +1,1 @@
+"""The web dashboard under ``/ui`` (docs/DESIGN.md, "Service")."""
