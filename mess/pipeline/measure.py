@@ -13,6 +13,7 @@ import numpy as np
 
 from mess.evaluate import Evaluation, evaluate_model
 from mess.fileio import write_bytes_atomic
+from mess.pipeline.data import pipeline_dataset
 from mess.pipeline.presets import Preset
 
 ORIGINAL = {"exits": [], "terminal": "final"}  # the original network: ``final`` alone
@@ -21,11 +22,10 @@ Sample = tuple[np.ndarray, np.ndarray]
 
 def load_test_split(*, preset: Preset) -> list[Sample]:
     """The preset's test split as ``(image float32 [3,H,W], mask [H,W])`` arrays."""
-    from mess.data import build_dataset
-
-    test = build_dataset(
+    test = pipeline_dataset(
         preset.data,
         "test",
+        data_seed=preset.data_seed,
         size=preset.size,
         num_classes=preset.num_classes,
         length=preset.test_images,
