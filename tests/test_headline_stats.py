@@ -174,3 +174,72 @@ def test_regime_checks_not_converged_or_not_measured() -> None:
     assert not worse["converged"]  # a drop counts as much as a gain
     unknown = regime_checks(convergence=None, **common)
     assert unknown["convergence_delta_pp"] is None and not unknown["converged"]
+
+
+def _json_row(setting: str, mode: str, miou: float, speedup: float, change: float) -> dict:
+    return {
+        "setting": setting,
+        "mode": mode,
+        "miou": miou,
+        "gflops": 1.0,
+        "latency_ms": 10 / speedup,
+        "latency_p90_ms": 12 / speedup,
+        "sum_of_parts_ms": 10 / speedup,
+        "speedup": speedup,
+        "miou_change_pp": change,
+        "exit_fractions": [1.0],
+        "configuration": {"exits": [], "terminal": setting},
+        "predicted": {},
+    }
+
+
+def test_rows_combine_seeds_into_means_stds_intervals_and_the_static_cut() -> None:
+    from bench.headline_select import combine_rows
+
+    seed0 = [
+        _json_row("original", "original", 0.50, 1.0, 0.0),
+        _json_row("min-cost@1pp", "dynamic", 0.49, 3.0, -1.0),
+        _json_row("min-cost@1pp/static", "static", 0.48, 2.0, -2.0),
+    ]
+    seed1 = [
+        _json_row("original", "original", 0.52, 1.0, 0.0),
+        _json_row("min-cost@1pp", "dynamic", 0.52, 5.0, 0.0),
+        _json_row("min-cost@1pp/static", "static", 0.50, 2.0, -2.0),
+    ]
+    intervals = [
+        {"delta_pp_ci95": [0.0, 0.0], "speedup_ci95": [1.0, 1.0]},
+        {"delta_pp_ci95": [-1.5, 0.5], "speedup_ci95": [3.5, 4.5]},
+        {"delta_pp_ci95": [-2.5, -1.5], "speedup_ci95": [1.9, 2.1]},
+    ]
+    rows = combine_rows([seed0, seed1], intervals, [0, 1])
+    original, dynamic, static = rows
+    assert dynamic["speedup"] == 4.0 and dynamic["speedup_std"] == pytest.approx(math.sqrt(2))
+    assert dynamic["delta_pp"] == dynamic["miou_change_pp"] == -0.5
+    assert dynamic["delta_pp_std"] == pytest.approx(math.sqrt(0.5))
+    assert dynamic["miou"] == pytest.approx(0.505)
+    assert dynamic["delta_pp_ci95"] == [-1.5, 0.5] and dynamic["speedup_ci95"] == [3.5, 4.5]
+    assert (dynamic["static_speedup"], dynamic["static_delta_pp"]) == (2.0, -2.0)
+    assert (static["static_speedup"], static["static_delta_pp"]) == (2.0, -2.0)
+    assert (original["static_speedup"], original["static_delta_pp"]) == (1.0, 0.0)
+    assert [s["seed"] for s in dynamic["per_seed"]] == [0, 1]
+    assert dynamic["per_seed"][1]["speedup"] == 5.0
+    assert dynamic["configuration"] == seed0[1]["configuration"]  # the first seed's
+    with pytest.raises(ValueError, match="same order"):
+        combine_rows([seed0, seed1[::-1]], intervals, [0, 1])
+
+
+def test_the_regime_of_several_seeds_holds_only_when_every_seed_passes() -> None:
+    pytest.importorskip("torch")  # bench.headline imports the pipeline
+    from bench.headline import combine_regimes
+
+    exits = _exits(["fcn"], 2)
+    common = dict(exits=exits, mious=[0.3, 0.4], final_miou=0.5, original_steps=8, head_steps=4)
+    good = regime_checks(convergence={"budget_miou": 0.5, "double_miou": 0.501}, **common)
+    bad = regime_checks(convergence={"budget_miou": 0.5, "double_miou": 0.52}, **common)
+    both = combine_regimes([good, bad])
+    assert not both["converged"] and both["per_seed"] == [good, bad]
+    assert both["convergence_delta_pp"] == pytest.approx((0.1 + 2.0) / 2)
+    assert both["final_minus_best_shallow_pp"] == pytest.approx(20.0)
+    assert combine_regimes([good, good])["converged"]
+    unknown = regime_checks(convergence=None, **common)
+    assert combine_regimes([good, unknown])["convergence_delta_pp"] is None
