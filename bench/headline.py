@@ -14,24 +14,41 @@ and run it on the test split in onnxruntime (batch 1):
   "same cost");
 - each again as a static model (``<setting>/static``): a single exit always taken, no policy.
 
-Prints a table (test mIoU, GFLOPs, measured mean and p90 latency, speedup, change in pp, and the
-calibration-split predictions next to them) and, last, one JSON line::
+The protocol (docs/DESIGN.md, "Testing and benchmarks"): every setting is chosen on the
+calibration split and the test split is read once, by the final measurement; ``--seeds K`` runs
+the whole pipeline for training seeds ``0..K-1`` (default 1; the run of record uses 3), each
+built in its own folder (seed 0 in the work folder, ``seed-<k>/`` in it), so a K-seed run
+resumes from the seeds built; ``--data-seed N`` draws mess-synth from base seed N (in
+``data-seed-<N>/``). The original network's regime is checked on the calibration split: stage 1
+run again for as many epochs (:mod:`mess.pipeline.convergence`), ``final`` against the shallow
+exits, each head's mIoU by depth.
 
-    {"preset", "device", "baseline": {"miou", "gflops", "latency_ms"},
-     "rows": [{"setting", "miou", "gflops", "latency_ms", ...}, ...], ...}
+Prints a table (test mIoU, change in pp and speedup with their std over seeds and 95 %
+bootstrap intervals, the static cut at the same constraint, GFLOPs, measured mean and p90
+latency, and the calibration-split predictions next to them), the splits' difficulty balance
+and the regime, and, last, one JSON line::
+
+    {"preset", "device", "seeds": [..], "data_seed",
+     "baseline": {"miou", "gflops", "latency_ms"},
+     "rows": [{"setting", "miou", "gflops", "latency_ms", "speedup", "speedup_std",
+               "delta_pp", "delta_pp_std", "delta_pp_ci95", "speedup_ci95",
+               "static_speedup", "static_delta_pp", "per_seed", ...}, ...],
+     "regime": {"converged", "convergence_delta_pp", "final_minus_best_shallow_pp", ...},
+     "splits": {"train", "calibration", "test", "difficulty", "balanced", ...}, ...}
 
 mIoU in [0, 1]; ``latency_ms`` is the mean; ``gflops`` the mean over the test images of the path
-each one took. Goals (the paper's headline): at the same accuracy >= 2.83x lower latency, at the
-same cost >= +5.33 pp mIoU.
+each one took; a row's figures are means over seeds. Goals (the paper's headline): at the same
+accuracy >= 2.83x lower latency, at the same cost >= +5.33 pp mIoU.
 
     python -m bench.headline --preset small   # 2-core CPU: 2 h 15 min cold, 42 s reused
     python -m bench.headline --preset paper   # needs a GPU (--force to try without)
     python -m bench.headline --preset small --stage2-epochs 32  # stage 1 reused, 2 rebuilt
+    python -m bench.headline --preset small --seeds 3  # the run of record: seeds 1, 2 added
 
-Train on one machine, measure on another: ``--build-only`` stops after the build; copy the
-work folder's ``supernet.pt`` and ``digests.json`` to the target and run there (calibration and
-export are redone there; the missing earlier checkpoints are not rebuilt:
-:mod:`mess.pipeline.reuse`).
+Train on one machine, measure on another: ``--build-only`` stops after the build and the
+convergence check; copy the work folder's ``supernet.pt``, ``digests.json`` and
+``convergence/`` to the target and run there (calibration and export are redone there; the
+missing earlier checkpoints are not rebuilt: :mod:`mess.pipeline.reuse`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -165,6 +166,38 @@ def test_micro_preset_prints_a_consistent_headline_and_reuses_its_build(
     assert longer["preset_settings"]["stage1_epochs"] == MICRO.stage1_epochs
     built = [name.split(" (")[0] for name in longer["stage_seconds"]]
     assert built == ["train stage 2", "calibrate", "export bundle"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_two_seeds_build_apart_resume_and_report_their_spread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--preset", "micro", "--workdir", str(tmp_path), "--json", "--rounds", "1"]
+    args += ["--seeds", "2", "--resamples", "200"]
+    assert headline.main(args) == 0
+    summary = _last_json(capsys.readouterr().out)
+    assert summary["seeds"] == [0, 1]
+    for folder in (tmp_path, tmp_path / "seed-1"):
+        assert (folder / "supernet.mess").exists()
+        assert (folder / "convergence" / "convergence.json").exists()
+    assert len(summary["regime"]["per_seed"]) == 2
+    for r in summary["rows"]:
+        seeds = r["per_seed"]
+        assert [s["seed"] for s in seeds] == [0, 1]
+        assert r["speedup"] == pytest.approx(np.mean([s["speedup"] for s in seeds]))
+        assert r["delta_pp"] == pytest.approx(np.mean([s["miou_change_pp"] for s in seeds]))
+        assert r["delta_pp_std"] == pytest.approx(
+            np.std([s["miou_change_pp"] for s in seeds], ddof=1)
+        )
+    # every seed is built: a second run trains nothing
+    assert headline.main(args) == 0
+    assert _last_json(capsys.readouterr().out)["stage_seconds"] == {}
+    # another data seed builds in its own folder
+    build = ["--preset", "micro", "--workdir", str(tmp_path), "--data-seed", "1", "--build-only"]
+    assert headline.main(build) == 0
+    assert (tmp_path / "data-seed-1" / "supernet.mess").exists()
+    assert not (tmp_path / "data-seed-1" / "seed-1").exists()
 
 
 @pytest.mark.parametrize(
