@@ -61,7 +61,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +209,19 @@ def resolve_preset(
     return dataclasses.replace(
         ALL_PRESETS[preset_name], **{k: v for k, v in overrides.items() if v is not None}
     )
+
+
+@dataclass
+class SeedRun:
+    """One training seed's build, search and regime, before the test split is read."""
+
+    preset: Preset
+    folder: Path
+    stats: Any
+    gflops: Any
+    rows: list[Row]
+    fronts: dict[str, Any]
+    regime: dict[str, Any]
 
 
 def seed_presets(preset: Preset, seeds: int, data_seed: int) -> list[Preset]:
@@ -360,7 +373,7 @@ def run_headline(
         costs = parse_costs(raw)
 
     console.rule("[bold]search (exact, calibration split)")
-    chosen = []
+    runs = []
     for p, folder, conv in zip(presets, folders, convergence, strict=True):
         stats = load_stats(folder / "stats.npz")
         with tempfile.TemporaryDirectory(prefix="mess-headline-") as tmp:
@@ -372,32 +385,32 @@ def run_headline(
             f"configurations, static {fronts['static'].configs_evaluated:,}, "
             f"{fronts['seconds']:.1f} s"
         )
-        chosen.append((p, folder, stats, gflops, rows, fronts, seed_regime(stats, p, conv)))
+        runs.append(SeedRun(p, folder, stats, gflops, rows, fronts, seed_regime(stats, p, conv)))
 
     samples = load_test_split(preset=presets[0])  # the same images for every training seed
     t0 = time.perf_counter()
     measurements = []
-    for p, folder, stats, gflops, rows, _, _ in chosen:
-        if len(chosen) > 1:
-            console.print(f"seed {p.seed}:")
+    for run in runs:
+        if len(runs) > 1:
+            console.print(f"seed {run.preset.seed}:")
         measurements.append(
             measure_rows(
-                rows,
-                folder / "supernet.mess",
+                run.rows,
+                run.folder / "supernet.mess",
                 samples,
                 num_classes=preset.num_classes,
-                stats=stats,
-                gflops=gflops,
+                stats=run.stats,
+                gflops=run.gflops,
                 costs=costs,
                 threads=threads,
                 providers=providers,
                 rounds=rounds,
-                models_dir=folder / "models",
+                models_dir=run.folder / "models",
                 console=console,
             )
         )
     seconds = time.perf_counter() - t0
-    per_seed_rows = [c[4] for c in chosen]
+    per_seed_rows = [run.rows for run in runs]
     intervals = row_intervals(per_seed_rows, len(samples), resamples=resamples)
     seed_ids = [p.seed for p in presets]
     out_rows = combine_rows(
@@ -407,8 +420,8 @@ def run_headline(
     if len(measurements) > 1:
         measurement["per_seed"] = measurements
     measurement["seconds"] = seconds
-    balance = splits_summary(presets[0], calibration=chosen[0][2].num_samples, test=len(samples))
-    stats0, fronts0 = chosen[0][2], chosen[0][5]
+    stats0, fronts0 = runs[0].stats, runs[0].fronts
+    balance = splits_summary(presets[0], calibration=stats0.num_samples, test=len(samples))
     base = out_rows[0]
     summary: dict[str, Any] = {
         "preset": preset_name,
@@ -424,7 +437,7 @@ def run_headline(
         "rows": out_rows,
         "goals": goals(out_rows),
         "ceiling": ceiling(fronts0["dynamic"]),
-        "regime": combine_regimes([c[6] for c in chosen]),
+        "regime": combine_regimes([run.regime for run in runs]),
         "splits": balance,
         "bootstrap": {
             "resamples": resamples,
