@@ -19,6 +19,18 @@ def headline_workdir(preset_name: str) -> Path:
     return ROOT / "bench" / "out" / f"headline-{preset_name}"
 
 
+def data_seed_workdir(workdir: Path, data_seed: int) -> Path:
+    """The folder of one mess-synth base seed: ``workdir`` itself for the published splits
+    (0), else ``workdir/data-seed-<N>``."""
+    return workdir / f"data-seed-{data_seed}" if data_seed else workdir
+
+
+def seed_workdir(workdir: Path, seed: int) -> Path:
+    """The build folder of one training seed: ``workdir`` itself for seed 0 (the folders built
+    before seeds existed are seed 0's), else ``workdir/seed-<k>``."""
+    return workdir / f"seed-{seed}" if seed else workdir
+
+
 def int_at_least(low: int) -> Callable[[str], int]:
     """An argparse type: an int >= ``low``."""
 

@@ -11,40 +11,62 @@ from rich.table import Table
 from bench.headline_select import GOAL_GAIN_PP, GOAL_SPEEDUP
 
 
+def _interval(lo_hi: list[float], fmt: str) -> str:
+    return f"{lo_hi[0]:{fmt}}..{lo_hi[1]:{fmt}}"  # no space: the column does not wrap it
+
+
 def print_table(rows: list[dict[str, Any]], console: Console, title: str) -> None:
-    """One line per setting: measured on the test split, predicted on the calibration split."""
+    """One line per setting: measured on the test split (mean over seeds, with the std over
+    seeds, the 95 % interval and the static model at the same constraint next to it),
+    predicted on the calibration split."""
     table = Table(
         title=title,
-        caption="change pp and speedup: vs the original, both measured on the test split; "
-        "pred.: the search's figures on the calibration split; gap: measured - predicted; "
-        "parts ms: the profile's sum of parts for the exits the test images took",
+        caption="change pp and speedup: vs the original, both measured on the test split, "
+        "mean (± std) over seeds; 95 % CI: paired bootstrap over test images, seeds pooled; "
+        "static: the best static cut at the same constraint; pred.: the search's figures on "
+        "the calibration split (first seed); gap: measured - predicted; parts ms: the "
+        "profile's sum of parts for the exits the test images took",
     )
-    for col, justify in (
-        ("setting", "left"),
-        ("test mIoU %", "right"),
-        ("change pp", "right"),
-        ("GFLOPs", "right"),
-        ("mean ms", "right"),
-        ("p90 ms", "right"),
-        ("speedup", "right"),
-        ("exits %", "right"),
-        ("pred. mIoU %", "right"),
-        ("pred. ms", "right"),
-        ("gap mIoU pp", "right"),
-        ("gap ms %", "right"),
-        ("parts ms", "right"),
+    for col in (
+        "setting",
+        "test mIoU %",
+        "change pp",
+        "95 % CI pp",
+        "speedup",
+        "95 % CI x",
+        "static pp",
+        "static x",
+        "GFLOPs",
+        "mean ms",
+        "p90 ms",
+        "exits %",
+        "pred. mIoU %",
+        "pred. ms",
+        "gap mIoU pp",
+        "gap ms %",
+        "parts ms",
     ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        if col == "setting":
+            table.add_column(col, no_wrap=True)
+        elif col.startswith("95 %"):
+            table.add_column(col, justify="right", no_wrap=True, min_width=13)
+        else:
+            table.add_column(col, justify="right")
     for r in rows:
         p = r["predicted"]
+        several = len(r["per_seed"]) > 1
         table.add_row(
             r["setting"],
             f"{100 * r['miou']:.2f}",
-            f"{r['miou_change_pp']:+.2f}",
+            f"{r['delta_pp']:+.2f}" + (f" ± {r['delta_pp_std']:.2f}" if several else ""),
+            _interval(r["delta_pp_ci95"], "+.2f"),
+            f"{r['speedup']:.2f}x" + (f" ± {r['speedup_std']:.2f}" if several else ""),
+            _interval(r["speedup_ci95"], ".2f"),
+            f"{r['static_delta_pp']:+.2f}",
+            f"{r['static_speedup']:.2f}x",
             f"{r['gflops']:.3f}",
             f"{r['latency_ms']:.2f}",
             f"{r['latency_p90_ms']:.2f}",
-            f"{r['speedup']:.2f}x",
             "/".join(f"{100 * f:.0f}" for f in r["exit_fractions"]),
             f"{100 * p['miou']:.2f}",
             f"{p['latency_ms']:.2f}",
@@ -60,6 +82,43 @@ def print_table(rows: list[dict[str, Any]], console: Console, title: str) -> Non
             for e in c["exits"]
         ]
         console.print(f"  {r['setting']}: {' -> '.join([*parts, c['terminal']])}")
+
+
+def print_protocol(summary: dict[str, Any], console: Console) -> None:
+    """The splits' difficulty balance and the original network's regime, one line each."""
+    splits = summary["splits"]
+    if "difficulty" in splits:
+        parts = [
+            f"{name} {d['mean']:.3f} (sd {d['std']:.3f}, se {d['sem']:.3f}, {d['images']})"
+            for name, d in splits["difficulty"].items()
+        ]
+        flag = (
+            "[green]balanced[/]"
+            if splits["balanced"]
+            else "[red]means > 1 se apart:[/] "
+            + ", ".join(f"{a}/{b}" for a, b in splits["unbalanced"])
+        )
+        console.print(f"split difficulty, mean: {'; '.join(parts)}: {flag}")
+    g = summary["regime"]
+
+    def pp(value: float | None) -> str:
+        return "not measured" if value is None else f"{value:+.2f} pp"
+
+    console.print(
+        f"regime (calibration split): twice the stage-1 budget moves final "
+        f"{pp(g['convergence_delta_pp'])}: "
+        + ("[green]converged[/]" if g["converged"] else "[red]not converged[/]")
+        + f"; final - best exit in the first half {pp(g['final_minus_best_shallow_pp'])}"
+        + ("" if g["final_beats_shallow"] else " [red](a shallow exit beats final)[/]")
+        + f"; depth {'monotone' if g['depth_monotone'] else '[red]not monotone[/]'}"
+        + f"; steps original {g['original_steps']}, heads {g['head_steps']}"
+        + ("" if g["enough_steps"] else " [red](fewer than the heads)[/]")
+    )
+    for seed in g["per_seed"][:1]:
+        for head, d in seed["depth"].items():
+            mious = " ".join(f"{100 * m:.1f}" for m in d["miou"])
+            drops = f" (falls at {', '.join(d['drops'])})" if d["drops"] else ""
+            console.print(f"  {head} by depth, first seed: {mious}{drops}")
 
 
 LABEL_OFFSETS = ((4, 2), (4, -8), (-4, 2), (-4, -8), (4, 12), (4, -18))  # points

@@ -10,6 +10,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from bench.headline_stats import mean_std
+
 # The paper's three settings: (name, objective, max_drop in mIoU units or budget factor).
 SETTINGS = (
     ("min-cost@0.1pp", "min-cost", 0.001),
@@ -32,6 +36,7 @@ class Row:
     measured: dict[str, Any] = field(default_factory=dict)
     gflops: float = math.nan  # mean over the test images of the path each one took
     parts_ms: float = math.nan  # the same with the profile: sum of parts for the test exits
+    evaluation: Any = None  # the pooled mess.evaluate.Evaluation (per-image counts, latencies)
 
 
 def choose_settings(stats: Any, costs: Any, gflops: Any, *, max_exits: int) -> tuple[list, dict]:
@@ -100,6 +105,69 @@ def row_json(row: Row, baseline: Row) -> dict[str, Any]:
         "configuration": row.configuration.to_json(),
         "predicted": {"split": "calibration", **row.predicted},
     }
+
+
+# A row's figures that are averaged over seeds (each seed has its own configurations).
+SEED_MEANS = (
+    "miou",
+    "gflops",
+    "latency_ms",
+    "latency_p90_ms",
+    "sum_of_parts_ms",
+    "speedup",
+    "miou_change_pp",
+)
+
+
+def combine_rows(
+    per_seed: list[list[dict[str, Any]]], intervals: list[dict[str, Any]], seeds: list[int]
+) -> list[dict[str, Any]]:
+    """One row per setting over the seeds: the means of :data:`SEED_MEANS`, the standard
+    deviations and intervals of the change in mIoU and of the speedup, and the static model's
+    figures at the same constraint next to the dynamic answer's.
+
+    Args:
+        per_seed: each seed's :func:`row_json` rows, settings in the same order.
+        intervals: per setting, :func:`bench.headline_stats.paired_bootstrap`'s answer.
+        seeds: the training seeds, in the order of ``per_seed``.
+
+    Returns:
+        The rows: the first seed's configuration, prediction and exit fractions (each seed's
+        under ``per_seed``), the means over seeds, ``delta_pp`` (the mean change in pp),
+        ``speedup_std``, ``delta_pp_std``, ``miou_std``, ``delta_pp_ci95``, ``speedup_ci95``,
+        ``static_speedup`` and ``static_delta_pp``.
+    """
+    out = []
+    for i, first in enumerate(per_seed[0]):
+        rows = [seed_rows[i] for seed_rows in per_seed]
+        if any(r["setting"] != first["setting"] for r in rows):
+            raise ValueError("the seeds' rows are not in the same order")
+        row = dict(first)
+        for key in SEED_MEANS:
+            row[key] = float(np.mean([r[key] for r in rows]))
+        row["miou_std"] = mean_std([r["miou"] for r in rows])[1]
+        row["speedup_std"] = mean_std([r["speedup"] for r in rows])[1]
+        row["delta_pp"], row["delta_pp_std"] = mean_std([r["miou_change_pp"] for r in rows])
+        row["delta_pp_ci95"] = intervals[i]["delta_pp_ci95"]
+        row["speedup_ci95"] = intervals[i]["speedup_ci95"]
+        row["per_seed"] = [
+            {
+                "seed": seed,
+                "miou": r["miou"],
+                "speedup": r["speedup"],
+                "miou_change_pp": r["miou_change_pp"],
+                "exit_fractions": r["exit_fractions"],
+                "configuration": r["configuration"],
+            }
+            for seed, r in zip(seeds, rows, strict=True)
+        ]
+        out.append(row)
+    by = {r["setting"]: r for r in out}
+    for row in out:
+        static = by.get(f"{row['setting']}/static", row) if row["mode"] == "dynamic" else row
+        row["static_speedup"] = static["speedup"]
+        row["static_delta_pp"] = static["delta_pp"]
+    return out
 
 
 def ceiling(front: Any) -> dict[str, Any]:

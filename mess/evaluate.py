@@ -2,7 +2,7 @@
 
 Batch 1, as a device runs it. mIoU is accumulated over the whole set (intersections and
 unions summed over images, then averaged over classes with a non-empty union), exactly as
-docs/DESIGN.md, "Exit statistics", defines it for the exit statistics.
+docs/DESIGN.md, "Exit statistics" defines it; the per-image counts are kept for resampling.
 """
 
 from __future__ import annotations
@@ -17,12 +17,25 @@ import numpy as np
 from mess.stats import IGNORE_INDEX, miou_from_sums
 
 
+def _no_counts() -> np.ndarray:
+    return np.zeros((0, 0), dtype=np.int64)
+
+
 @dataclass
 class Evaluation:
+    """What one pass over labelled images measured.
+
+    ``intersection`` and ``union`` are per image and class (``[N, C]`` ints): the dataset mIoU
+    is :func:`mess.stats.miou_from_sums` of their column sums, and a resample of the images
+    (a bootstrap) recomputes it from theirs. ``latency_ms`` is per image, in image order.
+    """
+
     miou: float
     per_class_iou: list[float | None]
     exit_counts: list[int]
     latency_ms: list[float] = field(repr=False)
+    intersection: np.ndarray = field(default_factory=_no_counts, repr=False)
+    union: np.ndarray = field(default_factory=_no_counts, repr=False)
 
     @property
     def exit_fractions(self) -> list[float]:
@@ -82,9 +95,8 @@ def evaluate_model(
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(model, options, providers=providers or ["CPUExecutionProvider"])
-    inter = np.zeros(num_classes, dtype=np.int64)
-    pred_count = np.zeros(num_classes, dtype=np.int64)
-    target_count = np.zeros(num_classes, dtype=np.int64)
+    inters: list[np.ndarray] = []
+    unions: list[np.ndarray] = []
     exits: dict[int, int] = {}
     latency: list[float] = []
     first = True
@@ -102,12 +114,18 @@ def evaluate_model(
         target = np.asarray(mask)
         valid = target != ignore_index
         p, t = pred[valid], target[valid].astype(np.int64)
-        inter += np.bincount(t[p == t], minlength=num_classes)[:num_classes]
-        pred_count += np.bincount(p, minlength=num_classes)[:num_classes]
-        target_count += np.bincount(t, minlength=num_classes)[:num_classes]
+        inter = np.bincount(t[p == t], minlength=num_classes)[:num_classes]
+        pred_count = np.bincount(p, minlength=num_classes)[:num_classes]
+        target_count = np.bincount(t, minlength=num_classes)[:num_classes]
+        inters.append(inter)
+        unions.append(pred_count + target_count - inter)
         if progress is not None:
             progress(1)
-    union = pred_count + target_count - inter
-    miou, per_class = miou_from_sums(inter, union), class_ious(inter, union)
+    shape = (len(inters), num_classes)
+    per_image_inter = np.asarray(inters, dtype=np.int64).reshape(shape)
+    per_image_union = np.asarray(unions, dtype=np.int64).reshape(shape)
+    inter_sum, union_sum = per_image_inter.sum(axis=0), per_image_union.sum(axis=0)
+    miou, per_class = miou_from_sums(inter_sum, union_sum), class_ious(inter_sum, union_sum)
     k = max(exits) + 1 if exits else 0
-    return Evaluation(miou, per_class, [exits.get(i, 0) for i in range(k)], latency)
+    counts = [exits.get(i, 0) for i in range(k)]
+    return Evaluation(miou, per_class, counts, latency, per_image_inter, per_image_union)

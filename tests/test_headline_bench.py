@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -16,6 +17,7 @@ from bench import headline  # noqa: E402
 from bench.headline_report import LABEL_OFFSETS, label_offsets  # noqa: E402
 from bench.headline_select import goals  # noqa: E402
 from mess.pipeline import MICRO  # noqa: E402
+from mess.pipeline.data import pipeline_dataset  # noqa: E402
 
 SETTINGS = [
     "original",
@@ -34,10 +36,33 @@ def _last_json(out: str) -> dict:
     return json.loads(lines[-1])
 
 
-@pytest.mark.timeout(900)  # trains a micro supernet: ~1 min alone, 5 on a loaded box
+def guard_test_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make reading the test split fail until the final measurement loads it."""
+    import mess.data.datasets as datasets
+
+    build, load = datasets.build_dataset, headline.load_test_split
+    opened = [False]
+
+    def guarded(spec: str, split: str, **options: object) -> object:
+        if split == "test" and not opened[0]:
+            raise AssertionError("the test split was read before the final measurement")
+        return build(spec, split, **options)
+
+    def measure(**options: object) -> object:
+        opened[0] = True
+        return load(**options)
+
+    monkeypatch.setattr(datasets, "build_dataset", guarded)
+    monkeypatch.setattr(headline, "load_test_split", measure)
+
+
+@pytest.mark.timeout(900)  # trains a micro supernet: ~2 min alone, 5 on a loaded box
 def test_micro_preset_prints_a_consistent_headline_and_reuses_its_build(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    guard_test_split(monkeypatch)
+    with pytest.raises(AssertionError, match="before the final measurement"):  # the guard holds
+        pipeline_dataset("synth:4", "test", size=(32, 32), length=1)
     args = ["--preset", "micro", "--workdir", str(tmp_path), "--json", "--rounds", "1"]
     assert headline.main(args) == 0
     summary = _last_json(capsys.readouterr().out)
@@ -56,8 +81,40 @@ def test_micro_preset_prints_a_consistent_headline_and_reuses_its_build(
         assert r["miou_change_pp"] == pytest.approx(100 * (r["miou"] - base["miou"]), abs=1e-9)
         assert sum(r["exit_fractions"]) == pytest.approx(1.0)
         assert 0.0 <= r["predicted"]["miou"] <= 1.0
+        # one seed: the means are that seed's figures, no spread
+        assert r["delta_pp"] == r["miou_change_pp"]
+        assert r["delta_pp_std"] == r["speedup_std"] == 0.0
+        assert r["delta_pp_ci95"][0] <= r["delta_pp_ci95"][1]
+        assert 0 < r["speedup_ci95"][0] <= r["speedup_ci95"][1]
+        assert [s["seed"] for s in r["per_seed"]] == [0]
 
     by = {r["setting"]: r for r in rows}
+    for r in rows:  # the dynamic answer and the static cut side by side
+        static = (
+            by[f"{r['setting'].removesuffix('/static')}/static"] if r["mode"] != "original" else r
+        )
+        assert (r["static_speedup"], r["static_delta_pp"]) == (
+            static["speedup"],
+            static["delta_pp"],
+        )
+    assert by["original"]["delta_pp_ci95"] == [0.0, 0.0]
+    assert by["original"]["speedup_ci95"] == pytest.approx([1.0, 1.0])
+
+    assert (summary["seeds"], summary["data_seed"]) == ([0], 0)
+    regime = summary["regime"]
+    assert regime["split"] == "calibration" and isinstance(regime["converged"], bool)
+    assert regime["convergence_delta_pp"] is not None
+    assert regime["converged"] == (abs(regime["convergence_delta_pp"]) < 0.5)
+    assert isinstance(regime["final_minus_best_shallow_pp"], float)
+    splits = summary["splits"]
+    assert (splits["calibration"], splits["test"]) == (MICRO.calibration_images, MICRO.test_images)
+    assert {k: d["images"] for k, d in splits["difficulty"].items()} == {
+        "train": MICRO.train_images,
+        "calibration": MICRO.calibration_images,
+        "test": MICRO.test_images,
+    }
+    assert splits["balanced"] == (splits["unbalanced"] == [])
+
     original = by["original"]
     assert original["configuration"] == {"exits": [], "terminal": "final"}
     assert original["exit_fractions"] == [1.0]
@@ -109,6 +166,38 @@ def test_micro_preset_prints_a_consistent_headline_and_reuses_its_build(
     assert longer["preset_settings"]["stage1_epochs"] == MICRO.stage1_epochs
     built = [name.split(" (")[0] for name in longer["stage_seconds"]]
     assert built == ["train stage 2", "calibrate", "export bundle"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_two_seeds_build_apart_resume_and_report_their_spread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--preset", "micro", "--workdir", str(tmp_path), "--json", "--rounds", "1"]
+    args += ["--seeds", "2", "--resamples", "200"]
+    assert headline.main(args) == 0
+    summary = _last_json(capsys.readouterr().out)
+    assert summary["seeds"] == [0, 1]
+    for folder in (tmp_path, tmp_path / "seed-1"):
+        assert (folder / "supernet.mess").exists()
+        assert (folder / "convergence" / "convergence.json").exists()
+    assert len(summary["regime"]["per_seed"]) == 2
+    for r in summary["rows"]:
+        seeds = r["per_seed"]
+        assert [s["seed"] for s in seeds] == [0, 1]
+        assert r["speedup"] == pytest.approx(np.mean([s["speedup"] for s in seeds]))
+        assert r["delta_pp"] == pytest.approx(np.mean([s["miou_change_pp"] for s in seeds]))
+        assert r["delta_pp_std"] == pytest.approx(
+            np.std([s["miou_change_pp"] for s in seeds], ddof=1)
+        )
+    # every seed is built: a second run trains nothing
+    assert headline.main(args) == 0
+    assert _last_json(capsys.readouterr().out)["stage_seconds"] == {}
+    # another data seed builds in its own folder
+    build = ["--preset", "micro", "--workdir", str(tmp_path), "--data-seed", "1", "--build-only"]
+    assert headline.main(build) == 0
+    assert (tmp_path / "data-seed-1" / "supernet.mess").exists()
+    assert not (tmp_path / "data-seed-1" / "seed-1").exists()
 
 
 @pytest.mark.parametrize(

@@ -25,8 +25,8 @@ from mess.pipeline.training import train_supernet
 
 # Each build output and the preset fields it depends on beyond those of the outputs above it.
 BUILD_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("supernet-init.pt", ("model", "num_classes", "space", "output_stride")),
-    ("stage1.pt", ("size", "train_images", "stage1_epochs", "batch_size", "lr")),
+    ("supernet-init.pt", ("model", "num_classes", "space", "output_stride", "seed")),
+    ("stage1.pt", ("size", "train_images", "stage1_epochs", "batch_size", "lr", "data_seed")),
     ("supernet.pt", ("stage2_epochs", "heads_per_step", "stage2_lr")),
     ("stats.npz", ("calibration_images",)),
     ("supernet.mess", ()),
@@ -35,9 +35,22 @@ BUILD_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 VAL_IMAGES = 64
 
 
+# Settings whose default is not hashed: the digests of folders built before they existed hold.
+UNHASHED_DEFAULTS = {"seed": 0, "data_seed": 0}
+
+
+def digest_settings(preset: Preset) -> dict[str, Any]:
+    """The preset's settings as the digests see them (an unhashed default as None)."""
+    settings = asdict(preset)
+    for name, default in UNHASHED_DEFAULTS.items():
+        if settings[name] == default:
+            settings[name] = None
+    return settings
+
+
 def build_digests(preset: Preset) -> dict[str, str]:
     """Digest of every build output's inputs (see :func:`mess.pipeline.reuse.stage_digests`)."""
-    return stage_digests(asdict(preset), BUILD_STAGES)
+    return stage_digests(digest_settings(preset), BUILD_STAGES)
 
 
 def build_stages(*, workdir: Path, preset: Preset) -> list[Stage]:
@@ -51,7 +64,7 @@ def build_stages(*, workdir: Path, preset: Preset) -> list[Stage]:
 
         from mess.nn import build_model, to_supernet
 
-        torch.manual_seed(0)
+        torch.manual_seed(p.seed)
         model = build_model(p.model, num_classes=p.num_classes, output_stride=p.output_stride)
         to_supernet(model, space=p.space).save(init)
 
@@ -61,7 +74,8 @@ def build_stages(*, workdir: Path, preset: Preset) -> list[Stage]:
         size=p.size,
         train_length=p.train_images,
         val_length=VAL_IMAGES,
-        seed=0,
+        seed=p.seed,
+        data_seed=p.data_seed,
         workers=p.workers,
     )
 
@@ -89,6 +103,7 @@ def build_stages(*, workdir: Path, preset: Preset) -> list[Stage]:
             size=p.size,
             length=p.calibration_images,
             batch_size=16,
+            data_seed=p.data_seed,
         )
 
     def export() -> None:
@@ -135,6 +150,6 @@ def run_build(*, workdir: Path, preset: Preset, console: Console) -> dict[str, f
     return run_stages(
         workdir=workdir,
         stages=build_stages(workdir=workdir, preset=preset),
-        settings=asdict(preset),
+        settings=digest_settings(preset),
         console=console,
     )

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mess.pipeline.data import pipeline_dataset
 from mess.pipeline.errors import PipelineError
 
 
@@ -24,6 +25,7 @@ def calibrate_supernet(
     batch_size: int = 8,
     device: str = "auto",
     seed: int = 0,
+    data_seed: int = 0,
 ) -> dict[str, Any]:
     """Compute and write the ``mess-stats`` v1 file of a supernet on a data split.
 
@@ -37,7 +39,8 @@ def calibrate_supernet(
         length: images (synth: how many).
         batch_size: images per backbone pass.
         device: ``auto``, ``cpu`` or ``cuda``.
-        seed: seed of the synthetic data.
+        seed: augmentation seed of the data set (no augmentation here).
+        data_seed: mess-synth's base seed (0: the published splits).
 
     Returns:
         The statistics' ``meta``.
@@ -49,7 +52,6 @@ def calibrate_supernet(
     import torch
     from rich.progress import Progress
 
-    from mess.data import build_dataset
     from mess.nn import load_supernet
     from mess.nn.calibrate import DEFAULT_PIXEL_THRESHOLDS, calibrate
     from mess.stats import Stats, save_stats, validate_stats
@@ -58,8 +60,14 @@ def calibrate_supernet(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        dataset = build_dataset(
-            data, split, size=size, num_classes=sn.num_classes, length=length, seed=seed
+        dataset = pipeline_dataset(
+            data,
+            split,
+            data_seed=data_seed,
+            size=size,
+            num_classes=sn.num_classes,
+            length=length,
+            seed=seed,
         )
     except (ValueError, FileNotFoundError) as exc:
         raise PipelineError(str(exc)) from None

@@ -13,6 +13,7 @@ import numpy as np
 
 from mess.evaluate import Evaluation, evaluate_model
 from mess.fileio import write_bytes_atomic
+from mess.pipeline.data import pipeline_dataset
 from mess.pipeline.presets import Preset
 
 ORIGINAL = {"exits": [], "terminal": "final"}  # the original network: ``final`` alone
@@ -21,11 +22,10 @@ Sample = tuple[np.ndarray, np.ndarray]
 
 def load_test_split(*, preset: Preset) -> list[Sample]:
     """The preset's test split as ``(image float32 [3,H,W], mask [H,W])`` arrays."""
-    from mess.data import build_dataset
-
-    test = build_dataset(
+    test = pipeline_dataset(
         preset.data,
         "test",
+        data_seed=preset.data_seed,
         size=preset.size,
         num_classes=preset.num_classes,
         length=preset.test_images,
@@ -102,7 +102,8 @@ def measure_in_rounds(
 
 
 def pool(evaluations: Sequence[Evaluation]) -> Evaluation:
-    """One evaluation of rounds of the same model: its outputs, every round's latencies.
+    """One evaluation of rounds of the same model: its outputs, every round's latencies
+    (round after round, so image ``i`` of round ``r`` is at ``r * N + i``).
 
     Raises:
         RuntimeError: the rounds disagree on the outputs (mIoU or exits taken).
@@ -111,4 +112,11 @@ def pool(evaluations: Sequence[Evaluation]) -> Evaluation:
     if any(e.exit_counts != first.exit_counts or e.miou != first.miou for e in evaluations):
         raise RuntimeError("a model gave different outputs from one round to the next")
     latency = [ms for e in evaluations for ms in e.latency_ms]
-    return Evaluation(first.miou, first.per_class_iou, first.exit_counts, latency)
+    return Evaluation(
+        first.miou,
+        first.per_class_iou,
+        first.exit_counts,
+        latency,
+        first.intersection,
+        first.union,
+    )

@@ -31,6 +31,11 @@ class Preset:
     # stage 1 fine-tunes a whole network, so the two need not share a rate.
     stage2_lr: float | None = None
     workers: int = 0  # DataLoader workers (the GPU preset needs them to keep the GPU fed)
+    # The training seed (head and backbone initialisation, data order, augmentation) and
+    # mess-synth's base seed (0: the published splits). At 0 neither enters the build's
+    # digests, so the work folders built before they existed stay valid.
+    seed: int = 0
+    data_seed: int = 0
 
     @property
     def stage2_peak_lr(self) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mess.pipeline.data import pipeline_dataset
 from mess.pipeline.errors import PipelineError
 
 STAGES = ("stage1", "stage2")
@@ -29,6 +30,7 @@ def train_supernet(
     workers: int = 0,
     device: str = "auto",
     seed: int = 0,
+    data_seed: int = 0,
     resume: bool = False,
     progress: bool = True,
     exit_heads: list[str] | None = None,
@@ -54,6 +56,7 @@ def train_supernet(
         workers: DataLoader workers.
         device: ``auto``, ``cpu`` or ``cuda``.
         seed: seed of every random choice.
+        data_seed: mess-synth's base seed (0: the published splits).
         resume: continue from ``output.ckpt``.
         progress: show progress bars.
         exit_heads: stage 1 candidate heads (default: the lightest head of the space).
@@ -75,7 +78,6 @@ def train_supernet(
     """
     import torch
 
-    from mess.data import build_dataset
     from mess.nn import load_supernet
     from mess.nn.train import TrainConfig, checkpoint_path, train_stage1, train_stage2
     from mess.nn.train.distributed import is_main_process
@@ -101,9 +103,10 @@ def train_supernet(
             workers=workers,
             progress=progress,
         )
-        train_set = build_dataset(
+        train_set = pipeline_dataset(
             data,
             "train",
+            data_seed=data_seed,
             size=size,
             num_classes=sn.num_classes,
             train=True,
@@ -112,9 +115,10 @@ def train_supernet(
         )
         val_set: Any = None
         if val_length != 0:
-            val_set = build_dataset(
+            val_set = pipeline_dataset(
                 data,
                 "calibration",
+                data_seed=data_seed,
                 size=size,
                 num_classes=sn.num_classes,
                 length=val_length,

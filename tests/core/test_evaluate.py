@@ -39,6 +39,9 @@ def test_miou_is_accumulated_over_the_set_and_ignores_void():
     assert np.isclose(result.miou, (0.75 + 1 / 3 + 0.5) / 3)
     assert result.exit_counts == [0, 2] and result.exit_fractions == [0.0, 1.0]
     assert len(result.latency_ms) == 2
+    # per image, kept for resampling: their column sums are the set's counts
+    assert result.intersection.tolist() == [[1, 1, 0], [2, 0, 1]]
+    assert result.union.tolist() == [[2, 2, 0], [2, 1, 2]]
 
 
 def test_classes_absent_everywhere_do_not_count():

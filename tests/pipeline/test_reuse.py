@@ -127,3 +127,15 @@ def test_a_missing_checkpoint_is_not_rebuilt_while_a_later_output_is_valid(
     # once b.pt is stale, a.pt is needed again
     r.run(b=2)
     assert r.ran == ["a.pt", "b.pt", "c.npz", "d.onnx"]
+
+
+def test_seeds_key_their_own_builds_and_seed_zero_keeps_the_published_digests() -> None:
+    published = build_digests(SMALL)
+    assert build_digests(dataclasses.replace(SMALL, seed=0, data_seed=0)) == published
+    trained = build_digests(dataclasses.replace(SMALL, seed=1))
+    assert all(trained[name] != published[name] for name in published)  # head init on
+    data = build_digests(dataclasses.replace(SMALL, data_seed=1))
+    assert data["supernet-init.pt"] == published["supernet-init.pt"]
+    assert all(data[name] != published[name] for name, _ in BUILD_STAGES[1:])
+    both = build_digests(dataclasses.replace(SMALL, seed=1, data_seed=1))
+    assert len({both["supernet.mess"], data["supernet.mess"], trained["supernet.mess"]}) == 3
