@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 
 import numpy as np
 import onnx
@@ -35,7 +36,7 @@ def num_paths(model: onnx.ModelProto) -> int:
     return sum(1 for _ in _exit_ifs(model.graph)) + 1
 
 
-def _exit_ifs(graph: onnx.GraphProto):  # type: ignore[no-untyped-def]
+def _exit_ifs(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
     for node in graph.node:
         if node.op_type == "If" and _EXIT_IF.match(node.name):
             yield node
