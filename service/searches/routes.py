@@ -86,18 +86,18 @@ def _check_later(request: Request, body: SearchRequest) -> None:
     """Look up the device's latest profile off the request path and tell the cache."""
     queries: QueryCache = request.app.state.queries
 
-    def latest() -> int | None:
+    def latest() -> tuple[int | None, dict[str, Any] | None]:
         with request.app.state.sessionmaker() as session:
-            return service.latest_profile_id(session, body.supernet_id, body.device)
+            return service.latest_resolution(session, body.supernet_id, body.device)
 
     async def check() -> None:
         try:
-            profile_id = await run_in_threadpool(latest)
+            profile_id, correction = await run_in_threadpool(latest)
         except Exception as exc:  # the database is away: keep answering, check again later
             queries.check_failed(body)
             log.warning("could not check the latest profile of %s: %s", body.device, exc)
             return
-        queries.checked(body, profile_id)
+        queries.checked(body, profile_id, correction)
 
     task = asyncio.get_running_loop().create_task(check())
     _checks.add(task)
