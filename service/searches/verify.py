@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -71,10 +72,13 @@ def verified_answer(
         query = data.model_copy(update={"budget_ms": cap, "budget": None})
         try:
             answer, metrics = compose(loaded, done, query)
-        except Unprocessable:
-            if cap == budget:
-                raise  # not even predicted to fit: the usual 422 with alternatives
-            break
+        except Unprocessable as exc:
+            if cap != budget:
+                break
+            if not stored:
+                raise  # nothing measured yet, nothing predicted to fit: the usual 422
+            why = "nothing is predicted to fit once corrected by what was measured"
+            raise _none_verified(stored, budget, worst, device.name, why, **exc.extra) from None
         row = get_or_create(session, done.supernet_id, answer.configuration, metrics)
         found = measured.get(row.id)
         if found is None:
@@ -96,18 +100,26 @@ def verified_answer(
 
 
 def _none_verified(
-    stored: Sequence[Verification], budget: float, worst: float | None, device: str, why: str
+    stored: Sequence[Verification],
+    budget: float,
+    worst: float | None,
+    device: str,
+    why: str,
+    **extra: Any,
 ) -> Unprocessable:
     def overshoot(v: Verification) -> float:
         ratio = v.expected_ms / budget
         return max(ratio, v.worst_ms / worst) if worst else ratio
 
     if not stored:
-        return Unprocessable(f"no configuration verified within the budget on {device!r} ({why})")
+        return Unprocessable(
+            f"no configuration verified within the budget on {device!r} ({why})", **extra
+        )
     closest = min(stored, key=overshoot)
     return Unprocessable(
         f"no configuration verified within the budget on {device!r} ({why}); the closest "
         f"verified one, {closest.configuration_id}, measured {closest.expected_ms:.3f} ms "
         f"expected and {closest.worst_ms:.3f} ms worst",
         closest=verifications.read(closest, device).model_dump(mode="json"),
+        **extra,
     )
