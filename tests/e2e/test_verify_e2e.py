@@ -1,0 +1,64 @@
+"""A verified query with the real server and a real ``mess-agent`` timing the model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.e2e.conftest import ADMIN, BIN, Server
+from tests.e2e.test_agent_e2e import _agent, _push
+
+
+def test_a_verified_query_is_answered_after_the_agent_times_the_model(
+    server: Server, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    sid = _push(server, tiny_bundle)
+    token = server.token("agent", "a")
+    profiled = subprocess.run(
+        _agent(server, token, "--once", "--tier", "smoke"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert profiled.returncode == 0, profiled.stderr
+    log = (tmp_path / "agent.log").open("wb")
+    agent = subprocess.Popen(
+        _agent(server, token, "--tier", "smoke", "--poll-seconds", "0.2"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        plain = _query(server, sid, "--objective", "pareto")
+        assert plain.returncode == 0, plain.stderr
+        assert json.loads(plain.stdout)["verified"] is None
+        budget = 3 * max(p["expected_cost"] for p in json.loads(plain.stdout)["front"])
+        model = tmp_path / "model.onnx"
+        run = _query(server, sid, "--budget-ms", str(budget), "--verify", "-o", str(model))
+        assert run.returncode == 0, run.stderr + (tmp_path / "agent.log").read_text()
+    finally:
+        agent.terminate()
+        agent.wait(timeout=60)
+        log.close()
+    answer = json.loads(run.stdout)
+    verified = answer["verified"]
+    assert verified["device"] == "e2e" and verified["expected_ms"] <= budget
+    assert len(verified["paths_ms"]) == len(answer["exit_fractions"])
+    assert all(t > 0 for t in verified["paths_ms"]) and verified["exit_agreement"] is None
+    assert verified["context"]["runtime"] == "onnxruntime" and model.stat().st_size > 0
+    shown = server.get(f"/v1/configurations/{answer['configuration_id']}").json()
+    assert [v["id"] for v in shown["verifications"]] == [verified["id"]]
+    profile = server.get(f"/v1/profiles/{answer['profile_id']}").json()
+    assert profile["corrections"] and profile["corrections"][0]["verifications"] >= 1
+
+
+def _query(server: Server, sid: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *(str(BIN / "mess"), "query", "--server", server.url, "--token", ADMIN),
+            *("--supernet", sid, "--device", "e2e", "--json", *args),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
