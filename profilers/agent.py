@@ -43,7 +43,7 @@ from profilers.measure import (
     random_inputs,
     time_session,
 )
-from profilers.verify import measure_paths
+from profilers.verify import measure_paths, run_images
 
 log = logging.getLogger(__name__)
 JOB_KINDS = ("profile", "verify")
@@ -277,9 +277,20 @@ class Agent:
                 seed=job_id,
                 progress=check,
             )
+            images = None
+            if job.get("samples"):
+                response = self.request("GET", f"/v1/jobs/{job_id}/samples")
+                _raise_for(response, "download the sample images")
+                images = run_images(
+                    model,
+                    response.content,
+                    threads=self.config.threads,
+                    providers=self.config.providers,
+                )
             payload = {
                 **lease,
                 "paths": paths,
+                "images": images,
                 "context": measurement_context(
                     self.config.threads, self.config.providers, self.config.tier
                 ),

@@ -11,7 +11,10 @@ are timed in a seeded random order, so that drift does not bias one of them.
 from __future__ import annotations
 
 import random
+import statistics
+import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -47,3 +50,39 @@ def measure_paths(
         if progress is not None:
             progress(f"path {k}", timing)
     return [samples[k] for k in sorted(samples)]
+
+
+IMAGE_RUNS = 5  # timed runs per sample image (after one untimed)
+
+
+def run_images(
+    model: bytes,
+    samples: bytes,
+    *,
+    threads: int = 1,
+    providers: list[str] | None = None,
+) -> dict[str, list[Any]]:
+    """The shipped model on the bundle's sample images: each image's exit and median ms.
+
+    The server compares the exits with those the statistics predict (a runtime or precision
+    that moves decisions shows as disagreement) and reports the latency on real images.
+    """
+    import onnx
+
+    from mess.bundle import load_samples
+
+    dims = onnx.load_from_string(model).graph.input[0].type.tensor_type.shape.dim
+    images, indices = load_samples(samples, (int(dims[2].dim_value), int(dims[3].dim_value)))
+    session = make_session(model, threads=threads, providers=providers)
+    exits, times = [], []
+    for image in images:
+        feeds = {"image": image[None]}
+        _, taken = session.run(["logits", "exit"], feeds)
+        runs = []
+        for _ in range(IMAGE_RUNS):
+            start = time.perf_counter_ns()
+            session.run(["logits", "exit"], feeds)
+            runs.append((time.perf_counter_ns() - start) / 1e6)
+        exits.append(int(taken))
+        times.append(float(statistics.median(runs)))
+    return {"indices": [int(i) for i in indices], "exits": exits, "ms": times}

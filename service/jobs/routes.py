@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from service.auth.deps import AgentPrincipal, CurrentPrincipal
 from service.db import after_commit
@@ -27,6 +28,7 @@ from service.jobs.schemas import (
     VerificationResponse,
     VerificationResult,
 )
+from service.supernets.service import get_supernet, open_blob
 from service.verifications import service as verifications
 
 JobId = Annotated[int, Path(ge=1, le=2**62)]  # larger ids overflow the database integer
@@ -101,6 +103,8 @@ def lease(
             lease_expires_at=job.lease_expires_at,
             tier=job.tier,
             configurations=job.configurations or [],
+            samples=job.kind == "verify"
+            and bool(get_supernet(session, job.supernet_id).manifest.get("samples")),
         )
     )
 
@@ -146,11 +150,12 @@ def verification(
     body: VerificationResult,
     request: Request,
     session: SessionDep,
+    blobs: BlobsDep,
     principal: AgentPrincipal,
 ) -> VerificationResponse:
     """Upload a verify job's per-path timings: stores the verification, refits the device's
     cost correction (idempotent)."""
-    job, stored, correction = service.submit_verification(session, job_id, body, principal)
+    job, stored, correction = service.submit_verification(session, blobs, job_id, body, principal)
     device = _device_name(session, job.device_id)
     current = correction or verifications.current_correction(session, stored.profile_id)
     answer = VerificationResponse(
@@ -164,6 +169,31 @@ def verification(
         after_commit(session, lambda: state.queries.forget_profile(supernet_id, device))
     after_commit(session, lambda: state.finished_jobs.notify(job_id))
     return answer
+
+
+@router.get(
+    "/{job_id}/samples",
+    response_class=StreamingResponse,
+    responses={
+        **_ERRORS,
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            }
+        },
+    },
+)
+def samples(
+    job_id: JobId, session: SessionDep, blobs: BlobsDep, principal: AgentPrincipal
+) -> StreamingResponse:
+    """A verify job's sample images (the bundle's ``samples.npz``)."""
+    sha = service.samples_blob(session, job_id)
+    chunks, size = open_blob(blobs, sha, f"sample images of job {job_id}")
+    return StreamingResponse(
+        chunks,
+        media_type="application/octet-stream",
+        headers={"Content-Length": str(size), "ETag": f'"{sha}"'},
+    )
 
 
 @router.post("/{job_id}/fail", response_model=JobRead, responses=_ERRORS)

@@ -172,6 +172,10 @@ class LeasedJob(BaseModel):
     lease_expires_at: dt.datetime
     tier: str
     configurations: list[dict[str, Any]]
+    samples: bool = Field(
+        default=False,
+        description="verify: the bundle carries sample images (GET /v1/jobs/{id}/samples)",
+    )
 
 
 class LeaseResponse(BaseModel):

@@ -21,14 +21,17 @@ import datetime as dt
 import logging
 import secrets
 import statistics
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
-from mess.bundle import Manifest
+from mess.bundle import Manifest, load_samples
 from mess.costs import CostsError
+from mess.stats import load_stats
 from mess.timings import costs_from_timings
 from service.auth.service import Principal
 from service.blobs import BlobStore
@@ -45,6 +48,7 @@ from service.profiles.service import create_profile, get_profile
 from service.settings import Settings
 from service.supernets.service import get_supernet
 from service.verifications import service as verifications
+from service.verifications.latency import predicted_exits
 from service.verifications.models import CostCorrection, Verification
 
 log = logging.getLogger(__name__)
@@ -283,8 +287,64 @@ def request_verification(
     return job
 
 
+def samples_blob(session: Session, job_id: int) -> str:
+    """sha256 of the sample images a verify job runs (404 when its bundle has none)."""
+    job = get_job(session, job_id)
+    samples = get_supernet(session, job.supernet_id).manifest.get("samples")
+    if job.kind != VERIFY or not samples:
+        raise NotFound(f"job {job_id} has no sample images")
+    return str(samples["sha256"])
+
+
+def _images(
+    blobs: BlobStore, manifest: dict[str, Any], stats_sha: str, config: dict[str, Any], got: Any
+) -> dict[str, Any]:
+    """The agent's run of the sample images against the exits the statistics predict."""
+    samples = manifest.get("samples")
+    if not samples:
+        raise Unprocessable("the bundle has no sample images to report on")
+    _, expected = load_samples(
+        b"".join(blobs.iter_chunks(samples["sha256"])), tuple(manifest["input_size"])
+    )
+    try:
+        indices = [int(i) for i in got["indices"]]
+        exits = [int(e) for e in got["exits"]]
+        ms = [float(t) for t in got["ms"]]
+    except (KeyError, TypeError, ValueError):
+        raise Unprocessable("images needs indices, exits and ms lists") from None
+    paths = len(config.get("exits") or []) + 1
+    if sorted(indices) != sorted(expected.tolist()) or not len(exits) == len(ms) == len(indices):
+        raise Unprocessable("images must report every sample image once")
+    if any(not 0 <= e < paths for e in exits) or any(not t >= 0 for t in ms):
+        raise Unprocessable(f"exits must lie in 0..{paths - 1}, times be non-negative")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "stats.npz"
+        path.write_bytes(b"".join(blobs.iter_chunks(stats_sha)))
+        stats = load_stats(path)
+    predicted = predicted_exits(
+        stats.confidence,
+        [str(e["id"]) for e in stats.meta["exits"]],
+        stats.meta["pixel_thresholds"],
+        config,
+        indices,
+    )
+    agree = sum(a == b for a, b in zip(exits, predicted, strict=True))
+    return {
+        "indices": indices,
+        "exits": exits,
+        "predicted_exits": predicted,
+        "ms": ms,
+        "mean_ms": sum(ms) / len(ms),
+        "agreement": agree / len(indices),
+    }
+
+
 def submit_verification(
-    session: Session, job_id: int, data: VerificationResult, principal: Principal
+    session: Session,
+    blobs: BlobStore,
+    job_id: int,
+    data: VerificationResult,
+    principal: Principal,
 ) -> tuple[Job, Verification, CostCorrection | None]:
     """Store a verification job's path timings and finish it (idempotent).
 
@@ -303,8 +363,12 @@ def submit_verification(
         raise Conflict(f"job {job_id} is not leased under this lease (status {job.status})")
     assert job.configuration_id is not None and job.profile_id is not None
     row = get_configuration(session, job.configuration_id)
-    manifest = get_supernet(session, job.supernet_id).manifest
+    supernet = get_supernet(session, job.supernet_id)
+    manifest = supernet.manifest
     profile, _ = get_profile(session, job.profile_id)
+    images = None
+    if data.images is not None:
+        images = _images(blobs, manifest, supernet.stats_sha256, row.configuration, data.images)
     verification, correction = verifications.record(
         session,
         job_id=job.id,
@@ -318,7 +382,7 @@ def submit_verification(
         fractions=row.metrics.get("exit_fractions") or [],
         samples_ms=data.paths,
         context=data.context,
-        images=data.images,
+        images=images,
     )
     job.status, job.error, job.lease_expires_at = DONE, None, None
     job.updated_at = utcnow()

@@ -133,3 +133,33 @@ def corrected_costs(costs: Mapping[str, Any], correction: Correction) -> dict[st
     first = next(iter(out["segments"]))
     out["segments"][first] += correction.offset_ms
     return out
+
+
+def predicted_exits(
+    confidence: Any,
+    stats_exits: Sequence[str],
+    pixel_thresholds: Sequence[float],
+    configuration: Mapping[str, Any],
+    indices: Sequence[int],
+) -> list[int]:
+    """The exit the statistics predict for each sample of ``indices`` (terminal: ``k``).
+
+    A sample leaves at the first early exit whose image score at its pixel threshold is at
+    least the image threshold, compared in float32 as the model does (docs/DESIGN.md,
+    "Configurations and their cost").
+    """
+    import numpy as np
+
+    rules = list(configuration.get("exits") or [])
+    out = []
+    for n in indices:
+        taken = len(rules)
+        for i, rule in enumerate(rules):
+            e = list(stats_exits).index(str(rule["id"]))
+            tp = [abs(float(t) - float(rule["pixel_threshold"])) <= 1e-9 for t in pixel_thresholds]
+            score = np.float32(confidence[int(n), e, tp.index(True)])
+            if score >= np.float32(rule["image_threshold"]):
+                taken = i
+                break
+        out.append(taken)
+    return out

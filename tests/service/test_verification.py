@@ -86,6 +86,16 @@ def _fake_agent(client: TestClient, s: dict[str, Any], slow: float) -> bool:
     return True
 
 
+def _queued_verification(client: TestClient, s: dict[str, Any], budget: float) -> Any:
+    """Post a verified query until its verification job is queued; lease that job."""
+    for _ in range(100):
+        r = _search(client, s, budget)
+        assert r.status_code == 202, r.text
+        if r.json()["status"] == "verifying":
+            return _lease_verify(client, s)
+    raise AssertionError("no verification was queued")
+
+
 def _verified_query(client: TestClient, s: dict[str, Any], budget: float, slow: float) -> Any:
     for _ in range(100):
         r = _search(client, s, budget)
@@ -245,3 +255,57 @@ def test_the_rounds_are_bounded(client: TestClient, setup: dict) -> None:
     r = _verified_query(client, setup, 6.0, slow=1.3)
     assert r.status_code == 422, r.text
     assert "1 rounds" in r.json()["detail"] and r.json()["closest"]["expected_ms"] > 6.0
+
+
+def test_sample_images_report_the_exit_agreement(
+    client: TestClient, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    import io
+
+    import numpy as np
+
+    from mess.bundle import samples_bytes
+    from mess.stats import load_stats
+    from service.verifications.latency import predicted_exits
+    from tests.core.test_bundle_samples import with_samples
+    from tests.service.factories import stats_bytes
+
+    images = np.random.default_rng(1).random((3, 3, 16, 16), dtype=np.float32)
+    bundle = with_samples(tmp_path / "s.mess", samples_bytes(images, np.array([0, 3, 5])))
+    files = {"bundle": ("s.mess", bundle.read_bytes(), "application/zip")}
+    sid = client.post("/v1/supernets", files=files, headers=auth(tokens["engineer"])).json()["id"]
+    h = auth(tokens["agent"])
+    assert client.post("/v1/devices", json={"name": "dev"}, headers=h).status_code == 201
+    costs = costs_table("ms", scale=2.0)
+    r = client.post(
+        "/v1/profiles", json={"supernet_id": sid, "device": "dev", "costs": costs}, headers=h
+    )
+    s = {"sid": sid, "h": auth(tokens["engineer"]), "agent": h, "costs": costs}
+    job = _queued_verification(client, s, 8.0)
+    assert job is not None and job["samples"] is True
+    got = client.get(f"/v1/jobs/{job['id']}/samples", headers=h)
+    assert got.status_code == 200
+    with np.load(io.BytesIO(got.content)) as data:
+        np.testing.assert_array_equal(data["images"], images)
+    config = client.get(f"/v1/configurations/{job['configuration_id']}", headers=h).json()
+    (tmp_path / "stats.npz").write_bytes(stats_bytes())
+    stats = load_stats(tmp_path / "stats.npz")
+    ids = [e["id"] for e in exits()]
+    expected = predicted_exits(
+        stats.confidence, ids, [0.5, 0.9], config["configuration"], [0, 3, 5]
+    )
+    paths = len(config["configuration"]["exits"]) + 1
+    taken = [*expected[:2], (expected[2] + 1) % paths] if paths > 1 else expected
+    report = {"indices": [0, 3, 5], "exits": taken, "ms": [1.0, 2.0, 3.0]}
+    body = {"lease_id": job["lease_id"], "paths": _paths(client, s, job, 1.0), "images": report}
+    url = f"/v1/jobs/{job['id']}/verification"
+    bad = {**body, "images": {**report, "indices": [0, 1, 2]}}
+    assert client.post(url, json=bad, headers=h).status_code == 422
+    r = client.post(url, json=body, headers=h)
+    assert r.status_code == 200, r.text
+    verified = r.json()["verification"]
+    assert verified["exit_agreement"] == pytest.approx(2 / 3 if paths > 1 else 1.0)
+    assert verified["images"]["predicted_exits"] == expected
+    assert verified["images"]["mean_ms"] == pytest.approx(2.0)
+    answer = _search(client, s, 8.0, wait_seconds=20).json()
+    assert answer["verified"]["exit_agreement"] == verified["exit_agreement"]
