@@ -6,14 +6,43 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import ADMIN, BIN, Server
 from tests.e2e.test_agent_e2e import _agent, _push
 
 
+@pytest.fixture(scope="module")
+def sampled_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real bundle with sample images, through ``mess calibrate`` and ``mess export``."""
+    import torch
+
+    from mess.nn import build_model, to_supernet
+
+    tmp = tmp_path_factory.mktemp("sampled")
+    torch.manual_seed(0)
+    sn = to_supernet(
+        build_model("torchvision:resnet18", num_classes=4), space="crm1-b0-rdi0-fcn"
+    ).eval()
+    sn.save(tmp / "sn.pt")
+    common = ("--data", "synth", "--length", "6")
+    for command in (
+        ("calibrate", "--supernet", str(tmp / "sn.pt"), "-o", str(tmp / "stats.npz"))
+        + ("--size", "32x32", "--pixel-thresholds", "0.4,0.5", "--device", "cpu", *common),
+        ("export", "--supernet", str(tmp / "sn.pt"), "--stats", str(tmp / "stats.npz"))
+        + ("--input-size", "32x32", "--sample-images", "4", "-o", str(tmp / "s.mess"), *common),
+    ):
+        run = subprocess.run(
+            [str(BIN / "mess"), *command], capture_output=True, text=True, timeout=600
+        )
+        assert run.returncode == 0, run.stderr
+    return tmp / "s.mess"
+
+
 def test_a_verified_query_is_answered_after_the_agent_times_the_model(
-    server: Server, tiny_bundle: Path, tmp_path: Path
+    server: Server, sampled_bundle: Path, tmp_path: Path
 ) -> None:
-    sid = _push(server, tiny_bundle)
+    sid = _push(server, sampled_bundle)
     token = server.token("agent", "a")
     profiled = subprocess.run(
         _agent(server, token, "--once", "--tier", "smoke"),
@@ -44,7 +73,10 @@ def test_a_verified_query_is_answered_after_the_agent_times_the_model(
     verified = answer["verified"]
     assert verified["device"] == "e2e" and verified["expected_ms"] <= budget
     assert len(verified["paths_ms"]) == len(answer["exit_fractions"])
-    assert all(t > 0 for t in verified["paths_ms"]) and verified["exit_agreement"] is None
+    assert all(t > 0 for t in verified["paths_ms"])
+    # onnxruntime takes the exits the PyTorch statistics predict (the parity contract)
+    assert verified["exit_agreement"] == 1.0 and len(verified["images"]["exits"]) == 4
+    assert verified["images"]["mean_ms"] > 0
     assert verified["context"]["runtime"] == "onnxruntime" and model.stat().st_size > 0
     shown = server.get(f"/v1/configurations/{answer['configuration_id']}").json()
     assert [v["id"] for v in shown["verifications"]] == [verified["id"]]
