@@ -15,7 +15,7 @@ class Verification(Base):
     """Every exit path of a configuration's tailored model, timed whole on a device.
 
     ``profile_id`` is the profile version whose prediction it checks. ``paths_ms`` holds the
-    median of each path (early exits in configuration order, terminal last) and
+    mean of each path (early exits in configuration order, terminal last) and
     ``predicted_paths_ms`` what the profile's uncorrected table predicts for them: the pairs
     the device's cost correction is fitted on.
     """

@@ -36,10 +36,10 @@ class Verified(BaseModel):
     configuration_id: str
     device: str
     profile_id: int = Field(description="the profile version whose prediction it checks")
-    expected_ms: float = Field(description="sum over paths of exit fraction x path median")
+    expected_ms: float = Field(description="sum over paths of exit fraction x path mean")
     worst_ms: float = Field(description="the slowest path")
     p90_ms: float
-    paths_ms: list[float] = Field(description="median of each exit path, terminal last")
+    paths_ms: list[float] = Field(description="mean of each exit path's timed runs, terminal last")
     predicted_paths_ms: list[float] = Field(description="the profile's table, uncorrected")
     exit_fractions: list[float] = Field(description="on the calibration split (the stats)")
     predicted_expected_ms: float = Field(

@@ -72,7 +72,9 @@ def record(
         raise Unprocessable(
             f"the configuration has {len(predicted)} exit paths, the result {len(samples_ms)}"
         )
-    paths = [float(statistics.median(s)) for s in samples_ms]
+    # a mean, not the median of the part tables: the expected latency of a deployment is a
+    # mean over images, stalls and interference included (the correction learns the gap)
+    paths = [float(statistics.fmean(s)) for s in samples_ms]
     try:
         measured = combine(paths, fractions)
     except ValueError as exc:
