@@ -325,8 +325,8 @@ class Agent:
         _raise_for(response, f"download the model of configuration {configuration_id}")
         data = response.content
         etag = response.headers.get("ETag", "").strip('"')
-        if etag and hashlib.sha256(data).hexdigest() != etag:
-            raise AgentError(f"the model of configuration {configuration_id} does not match")
+        if etag and hashlib.sha256(data).hexdigest() != etag:  # fails this job, not the agent
+            raise ValueError(f"the model of configuration {configuration_id} fails its ETag")
         return data
 
     def _heartbeat(

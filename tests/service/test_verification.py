@@ -86,14 +86,22 @@ def _fake_agent(client: TestClient, s: dict[str, Any], slow: float) -> bool:
     return True
 
 
-def _queued_verification(client: TestClient, s: dict[str, Any], budget: float) -> Any:
-    """Post a verified query until its verification job is queued; lease that job."""
-    for _ in range(100):
+def _until_verifying(client: TestClient, s: dict[str, Any], budget: float) -> int:
+    """Post a verified query until its verification job is queued (the front computed)."""
+    for _ in range(200):
         r = _search(client, s, budget)
         assert r.status_code == 202, r.text
         if r.json()["status"] == "verifying":
-            return _lease_verify(client, s)
+            return int(r.json()["job_id"])
     raise AssertionError("no verification was queued")
+
+
+def _queued_verification(client: TestClient, s: dict[str, Any], budget: float) -> Any:
+    """Post a verified query until its verification job is queued; lease that job."""
+    job_id = _until_verifying(client, s, budget)
+    job = _lease_verify(client, s)
+    assert job is not None and job["id"] == job_id
+    return job
 
 
 def _verified_query(client: TestClient, s: dict[str, Any], budget: float, slow: float) -> Any:
@@ -157,8 +165,7 @@ def test_nothing_fitting_is_a_422_naming_the_closest_verified_configuration(
 def test_a_budget_met_by_the_prediction_and_the_device_needs_one_verification(
     client: TestClient, setup: dict
 ) -> None:
-    first = _search(client, setup, 8.0)
-    assert first.status_code == 202 and first.json()["status"] in ("verifying", "queued")
+    assert _until_verifying(client, setup, 8.0) >= 1
     r = _verified_query(client, setup, 8.0, slow=1.0)
     assert r.status_code == 200
     assert r.json()["verified"]["expected_ms"] == pytest.approx(r.json()["expected_cost"])
@@ -167,7 +174,7 @@ def test_a_budget_met_by_the_prediction_and_the_device_needs_one_verification(
 def test_agents_that_do_not_name_verify_never_lease_verification_jobs(
     client: TestClient, setup: dict
 ) -> None:
-    assert _search(client, setup, 8.0).status_code == 202
+    _until_verifying(client, setup, 8.0)
     h = setup["agent"]
     for _ in range(2):  # the profiling job of the device, then nothing
         r = client.post("/v1/jobs/lease", json={"device": "dev"}, headers=h)
@@ -188,9 +195,7 @@ def test_verification_leases_expire_retry_and_results_are_idempotent(
     client: TestClient, setup: dict
 ) -> None:
     h = setup["agent"]
-    assert _search(client, setup, 8.0).status_code == 202
-    first = _lease_verify(client, setup)
-    assert first is not None
+    first = _queued_verification(client, setup, 8.0)
     beat = client.post(
         f"/v1/jobs/{first['id']}/heartbeat", json={"lease_id": first["lease_id"]}, headers=h
     )
@@ -217,7 +222,7 @@ def test_verification_leases_expire_retry_and_results_are_idempotent(
 
 def test_a_verification_failing_for_good_is_a_clear_422(client: TestClient, setup: dict) -> None:
     h = setup["agent"]
-    assert _search(client, setup, 8.0).status_code == 202
+    _until_verifying(client, setup, 8.0)
     for attempt in range(3):
         job = _lease_verify(client, setup)
         assert job is not None, attempt
@@ -230,9 +235,7 @@ def test_a_verification_failing_for_good_is_a_clear_422(client: TestClient, setu
 def test_results_with_the_wrong_number_of_paths_are_refused(
     client: TestClient, setup: dict
 ) -> None:
-    assert _search(client, setup, 8.0).status_code == 202
-    job = _lease_verify(client, setup)
-    assert job is not None
+    job = _queued_verification(client, setup, 8.0)
     paths = _paths(client, setup, job, 1.0)
     url = f"/v1/jobs/{job['id']}/verification"
     body = {"lease_id": job["lease_id"], "paths": [*paths, [1.0]]}
