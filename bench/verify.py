@@ -237,8 +237,12 @@ def _rows(queried: dict[str, Any], measured: dict[str, dict[str, float]]) -> lis
 
 
 def _print(console: Console, rows: list[dict], noise: float, queried: dict[str, Any]) -> None:
-    table = Table(title="verified deployment (ms; calibration / test: measured mean latency)")
-    for name in ("budget", "mode", "predicted", "verified", "calibration", "test", "over"):
+    table = Table(
+        title="verified deployment (ms; calibration / test: measured mean latency; "
+        "ver./cal.: verified expected against the calibration measurement)"
+    )
+    columns = ("budget", "mode", "predicted", "verified", "ver./cal.", "calibration", "test")
+    for name in (*columns, "over"):
         table.add_column(name, justify="right")
     table.add_column("violation")
     table.add_column("query s", justify="right")
@@ -247,13 +251,14 @@ def _print(console: Console, rows: list[dict], noise: float, queried: dict[str, 
             got = row[mode]
             if "error" in got:
                 error = got["error"][:70]
-                table.add_row(f"{row['budget_ms']:.3f}", mode, "", "", "", "", "", error)
+                table.add_row(f"{row['budget_ms']:.3f}", mode, "", "", "", "", "", "", error)
                 continue
             table.add_row(
                 f"{row['budget_ms']:.3f}",
                 mode,
                 f"{got['predicted_ms']:.3f}",
                 f"{got['verified_ms']:.3f}" if got.get("verified_ms") else "-",
+                f"{got['verified_error']:+.1%}" if "verified_error" in got else "-",
                 f"{got['calibration_ms']:.3f}",
                 f"{got['test_ms']:.3f}",
                 f"{got['over']:+.1%}",
