@@ -65,6 +65,11 @@ def test_a_verified_query_is_answered_after_the_agent_times_the_model(
         model = tmp_path / "model.onnx"
         run = _query(server, sid, "--budget-ms", str(budget), "--verify", "-o", str(model))
         assert run.returncode == 0, run.stderr + (tmp_path / "agent.log").read_text()
+        # answered from the stored verification; a budget nothing meets names the closest
+        text = _query(server, sid, "--budget-ms", str(budget), "--verify", json_out=False)
+        assert text.returncode == 0 and "verified on e2e: expected" in text.stdout
+        none = _query(server, sid, "--budget-ms", "1e-6", "--verify", json_out=False)
+        assert none.returncode == 3 and "closest verified" in none.stderr, none.stderr
     finally:
         agent.terminate()
         agent.wait(timeout=60)
@@ -84,11 +89,13 @@ def test_a_verified_query_is_answered_after_the_agent_times_the_model(
     assert profile["corrections"] and profile["corrections"][0]["verifications"] >= 1
 
 
-def _query(server: Server, sid: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _query(
+    server: Server, sid: str, *args: str, json_out: bool = True
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             *(str(BIN / "mess"), "query", "--server", server.url, "--token", ADMIN),
-            *("--supernet", sid, "--device", "e2e", "--json", *args),
+            *("--supernet", sid, "--device", "e2e", *(("--json",) if json_out else ()), *args),
         ],
         capture_output=True,
         text=True,
