@@ -7,6 +7,7 @@ Layout of ``NAME.mess``::
     stats.npz          the ``mess-stats`` v1 exit statistics
     costs.json         a ``mess-costs`` v1 table (GFLOPs from the export)
     supernet.pt        optional: the supernet weights (``weights`` in the manifest)
+    samples.npz        optional: a few calibration images (``samples``; :func:`load_samples`)
 
 A bundle comes from untrusted hands (``mess push``), so :func:`read_bundle` checks every
 member before anything is used: names (no absolute paths, ``..``, symlinks or members the
@@ -171,6 +172,7 @@ class Manifest(_Strict):
     stats: FileRef
     costs: FileRef
     weights: FileRef | None = None
+    samples: FileRef | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -229,6 +231,8 @@ class Manifest(_Strict):
         paths = [p.path for p in self.parts.values()] + [self.stats.path, self.costs.path]
         if self.weights is not None:
             paths.append(self.weights.path)
+        if self.samples is not None:
+            paths.append(self.samples.path)
         return paths
 
     def digests(self) -> dict[str, str]:
@@ -236,6 +240,8 @@ class Manifest(_Strict):
         refs: list[FileRef] = [*self.parts.values(), self.stats, self.costs]
         if self.weights is not None:
             refs.append(self.weights)
+        if self.samples is not None:
+            refs.append(self.samples)
         return {r.path: r.sha256 for r in refs}
 
 
@@ -408,7 +414,7 @@ def check_costs_cover(costs: Mapping[str, Any], manifest: Manifest) -> None:
             )
 
 
-def _check_stats(path: Path, manifest: Manifest) -> None:
+def _check_stats(path: Path, manifest: Manifest) -> int:
     from mess.stats import StatsError, load_stats
 
     try:
@@ -431,6 +437,82 @@ def _check_stats(path: Path, manifest: Manifest) -> None:
         )
     if meta.get("supernet") not in (None, manifest.supernet):
         raise BundleError("stats were computed for another supernet (digest mismatch)")
+    return int(stats.intersection.shape[0])
+
+
+SAMPLES_MAX_IMAGES = 256
+SAMPLES_MAX_BYTES = 64 << 20
+
+
+def samples_bytes(images: Any, indices: Any) -> bytes:
+    """``samples.npz`` of ``images`` (float32 ``[N, 3, H, W]``) and their stats ``indices``,
+    byte for byte the same for the same arrays (fixed zip timestamps)."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, array in (
+            ("images", np.ascontiguousarray(images, dtype=np.float32)),
+            ("indices", np.ascontiguousarray(indices, dtype=np.int64)),
+        ):
+            member = io.BytesIO()
+            np.save(member, array, allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(f"{name}.npy", _ZIP_TIME), member.getvalue())
+    return buf.getvalue()
+
+
+def load_samples(
+    source: str | Path | bytes, input_size: tuple[int, int], num_samples: int | None = None
+) -> tuple[Any, Any]:
+    """The sample images of a bundle (``samples.npz``), checked.
+
+    ``images``: float32 ``[N, 3, H, W]`` RGB in [0, 1] at the bundle's input size, exactly as
+    calibration saw them (the exit decisions compare scores with thresholds in float32, so
+    rounding the images could move a decision); ``indices``: int64 ``[N]``, each image's
+    sample index in the stats, distinct. At most ``SAMPLES_MAX_IMAGES`` images and
+    ``SAMPLES_MAX_BYTES``.
+
+    Returns:
+        ``(images, indices)`` as numpy arrays.
+
+    Raises:
+        ValueError: anything else.
+    """
+    import io
+
+    import numpy as np
+
+    raw = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if len(raw) > SAMPLES_MAX_BYTES:
+        raise ValueError(f"{len(raw)} bytes, more than {SAMPLES_MAX_BYTES}")
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+            names = sorted(data.files) if hasattr(data, "files") else []
+            if names == ["images", "indices"]:
+                images, indices = data["images"], data["indices"]
+    except (OSError, EOFError, ValueError, TypeError, AttributeError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"not an npz file of plain arrays: {exc}") from None
+    if names != ["images", "indices"]:
+        raise ValueError(f"arrays {names}, not images and indices")
+    h, w = input_size
+    n = images.shape[0] if images.ndim == 4 else -1
+    if images.dtype != np.float32 or images.shape[1:] != (3, h, w) or n < 1:
+        raise ValueError(
+            f"images must be float32 [N, 3, {h}, {w}], not {images.dtype} {images.shape}"
+        )
+    if n > SAMPLES_MAX_IMAGES:
+        raise ValueError(f"{n} images, more than {SAMPLES_MAX_IMAGES}")
+    if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
+        raise ValueError("images must lie in [0, 1]")
+    if indices.dtype != np.int64 or indices.shape != (n,):
+        raise ValueError(f"indices must be int64 [{n}], not {indices.dtype} {indices.shape}")
+    if len(set(indices.tolist())) != n or indices.min() < 0:
+        raise ValueError("indices must be distinct and non-negative")
+    if num_samples is not None and indices.max() >= num_samples:
+        raise ValueError(f"index {int(indices.max())} past the stats' {num_samples} samples")
+    return images, indices
 
 
 def _check_costs(path: Path, manifest: Manifest) -> dict[str, Any]:
@@ -498,8 +580,13 @@ def read_bundle(
     if check_onnx:
         for name, part in sorted(manifest.parts.items()):
             _check_onnx(name, files[part.path])
-    _check_stats(files[manifest.stats.path], manifest)
+    num_samples = _check_stats(files[manifest.stats.path], manifest)
     costs = _check_costs(files[manifest.costs.path], manifest)
+    if manifest.samples is not None:
+        try:
+            load_samples(files[manifest.samples.path], manifest.input_size, num_samples)
+        except ValueError as exc:
+            raise BundleError(f"samples: {exc}") from None
     return Bundle(manifest, bundle_sha, path.stat().st_size, files, costs)
 
 

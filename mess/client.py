@@ -131,10 +131,12 @@ class MessClient:
         return self._request("GET", path, params=params or None).json()
 
     def search(self, request: dict[str, Any], *, timeout: float = 3600.0) -> dict[str, Any]:
-        """``POST /v1/search``, re-posted while the front is being computed (202).
+        """``POST /v1/search``, re-posted while the front is being computed or, with
+        ``"verify": true``, the chosen configuration is being timed on the device (202).
 
         Returns:
-            The answer: the fields of ``mess search --json`` plus ``configuration_id``.
+            The answer: the fields of ``mess search --json`` plus ``configuration_id`` and
+            ``verified`` (null unless asked for).
         """
         deadline = time.monotonic() + timeout
         while True:

@@ -3,12 +3,16 @@
 Server API (v1) it speaks, all with ``Authorization: Bearer <token>`` (role agent):
 
 - ``POST /v1/devices`` ``{"name", "attributes"}``: register or update this device;
-- ``POST /v1/jobs/lease`` ``{"device"}``: 200 ``{"job": {...}}`` or 204 when none is queued;
+- ``POST /v1/jobs/lease`` ``{"device", "kinds"}``: 200 ``{"job": {...}}`` or 204 when none is
+  queued; ``kinds``: profile and verify;
 - ``POST /v1/jobs/{id}/heartbeat``: extends the lease; 409 when the lease was lost;
 - ``POST /v1/jobs/{id}/result`` ``{"timings", "context", "wholes"}``: idempotent;
+- ``POST /v1/jobs/{id}/verification`` ``{"paths", "context", "images"}``: a verify job's
+  result, idempotent;
 - ``POST /v1/jobs/{id}/release``: give a job back unfinished (SIGTERM);
 - ``POST /v1/jobs/{id}/fail`` ``{"error"}``;
-- ``GET /v1/supernets/{id}`` (manifest) and ``GET /v1/supernets/{id}/parts/{name}``.
+- ``GET /v1/supernets/{id}`` (manifest) and ``GET /v1/supernets/{id}/parts/{name}``;
+- ``GET /v1/configurations/{id}/model.onnx`` (a verify job's tailored model).
 
 Network errors and 5xx are retried with exponential backoff, so the agent carries on across a
 server restart. A bad token or an unreachable server is one clear line and exit code 2.
@@ -40,8 +44,10 @@ from profilers.measure import (
     random_inputs,
     time_session,
 )
+from profilers.verify import measure_paths, run_images
 
 log = logging.getLogger(__name__)
+JOB_KINDS = ("profile", "verify")
 
 
 class AgentError(Exception):
@@ -146,7 +152,8 @@ class Agent:
         return dict(response.json())
 
     def lease(self) -> dict[str, Any] | None:
-        response = self.request("POST", "/v1/jobs/lease", json={"device": self.config.name})
+        body = {"device": self.config.name, "kinds": list(JOB_KINDS)}
+        response = self.request("POST", "/v1/jobs/lease", json=body)
         if response.status_code == 204:
             return None
         _raise_for(response, "lease a job")
@@ -245,6 +252,88 @@ class Agent:
             beat.join(timeout=5)
             self.current_job = None
 
+    def process_verification(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Time every exit path of a configuration's tailored model whole; upload the times."""
+        job_id = int(job["id"])
+        self.current_job = job_id
+        lost = threading.Event()
+        lease = {"lease_id": str(job["lease_id"])}
+        beat = threading.Thread(
+            target=self._heartbeat,
+            args=(job_id, lease, float(job.get("lease_seconds", 60)), lost),
+            daemon=True,
+        )
+        beat.start()
+        try:
+            model = self.tailored_model(str(job["configuration_id"]))
+
+            def check(name: str, timing: Timing) -> None:
+                log.info("%s: median %.3f ms", name, timing.median)
+                if lost.is_set():
+                    raise LeaseLost(job_id)
+                if self.stopping.is_set():
+                    raise InterruptedError
+
+            paths = measure_paths(
+                model,
+                threads=self.config.threads,
+                providers=self.config.providers,
+                tier=self.config.tier,
+                seed=job_id,
+                progress=check,
+            )
+            images = None
+            if job.get("samples"):
+                response = self.request("GET", f"/v1/jobs/{job_id}/samples")
+                _raise_for(response, "download the sample images")
+                images = run_images(
+                    model,
+                    response.content,
+                    threads=self.config.threads,
+                    providers=self.config.providers,
+                )
+            payload = {
+                **lease,
+                "paths": paths,
+                "images": images,
+                "context": measurement_context(
+                    self.config.threads, self.config.providers, self.config.tier
+                ),
+            }
+            response = self.request("POST", f"/v1/jobs/{job_id}/verification", json=payload)
+            if response.status_code == 409:
+                raise LeaseLost(job_id)
+            _raise_for(response, "upload the verification")
+            return dict(response.json()["verification"])
+        except InterruptedError:
+            self.request("POST", f"/v1/jobs/{job_id}/release", json=lease)
+            raise
+        except (AgentError, LeaseLost):
+            raise
+        except Exception as exc:  # measurement failed: report it, keep the agent alive
+            log.exception("verification job %s failed", job_id)
+            self.request(
+                "POST",
+                f"/v1/jobs/{job_id}/fail",
+                json={**lease, "error": f"{exc.__class__.__name__}: {exc}"[:2000]},
+            )
+            return {"failed": str(exc)}
+        finally:
+            lost.set()
+            beat.join(timeout=5)
+            self.current_job = None
+
+    def tailored_model(self, configuration_id: str) -> bytes:
+        """The configuration's ``model.onnx`` as the service ships it, checked against its
+        ``ETag`` (sha256)."""
+        response = self.request("GET", f"/v1/configurations/{configuration_id}/model.onnx")
+        _raise_for(response, f"download the model of configuration {configuration_id}")
+        data = response.content
+        etag = response.headers.get("ETag", "").strip('"')
+        if etag and hashlib.sha256(data).hexdigest() != etag:  # fails this job, not the agent
+            raise ValueError(f"the model of configuration {configuration_id} fails its ETag")
+        return data
+
     def _heartbeat(
         self, job_id: int, lease: dict[str, str], lease_seconds: float, done: threading.Event
     ) -> None:
@@ -308,7 +397,10 @@ class Agent:
                 self.stopping.wait(self.config.poll_seconds)
                 continue
             try:
-                result = self.process(job)
+                if job.get("kind", "profile") == "verify":
+                    result = self.process_verification(job)
+                else:
+                    result = self.process(job)
             except LeaseLost:
                 log.warning("job %s was re-leased elsewhere; dropping it", job["id"])
                 continue

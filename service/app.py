@@ -82,6 +82,7 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     app.state.fronts = FrontCache()
     app.state.queries = QueryCache(settings.query_cache_seconds)
     app.state.finished_searches = FinishedSearches()
+    app.state.finished_jobs = FinishedSearches()  # verification jobs, by job id
     app.state.search_worker = SearchWorker(
         app.state.write_sessionmaker,
         app.state.blobs,

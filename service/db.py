@@ -42,6 +42,7 @@ MODEL_MODULES = (
     "service.jobs.models",
     "service.searches.models",
     "service.configurations.models",
+    "service.verifications.models",
 )
 
 

@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     search_wait_seconds: float = Field(
         default=20.0, ge=0, le=300, description="how long POST /v1/search waits for a new front"
     )
+    verify_rounds: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="verified searches: how many verified configurations may break a budget "
+        "they were predicted to meet before the search gives up (422)",
+    )
     auth_cache_seconds: float = Field(
         default=5.0, ge=0, le=300, description="how long a process trusts a token it has seen"
     )

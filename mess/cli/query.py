@@ -30,7 +30,7 @@ def query(
                     f"/v1/configurations/{answer['configuration_id']}/model.onnx", output
                 )
     except ClientError as exc:
-        if exc.status_code == 422 and "alternatives" in exc.body:
+        if exc.status_code == 422 and ("alternatives" in exc.body or "closest" in exc.body):
             raise UserError(str(exc.body.get("detail")), code=NO_FEASIBLE) from None
         raise UserError(str(exc)) from None
     return answer
@@ -54,6 +54,14 @@ def query_command(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write the tailored model.onnx here.")
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Answer only with a configuration timed whole on the device (by its agent) "
+            "within the budget.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Best configuration for a budget on a device, and its tailored ONNX model.
@@ -61,8 +69,12 @@ def query_command(
     Example: mess query --server URL --token T --supernet ID --device pi-5 --budget-ms 30
     -o model.onnx
 
+    With --verify the service has the device's agent time the chosen model whole, path by
+    path, and answers only with a configuration whose measured latency meets the budget
+    ("verified" in --json; the cost model of the device learns from each measurement).
+
     Exit code 3 when no configuration meets the constraints (the message names the closest
-    feasible ones).
+    feasible ones, or with --verify the closest verified one).
     """
     request: dict[str, Any] = {
         "supernet_id": supernet,
@@ -77,6 +89,8 @@ def query_command(
     ):
         if value is not None:
             request[key] = value
+    if verify:
+        request["verify"] = True
     answer = query(server, token, request, output)
     if as_json:
         typer.echo(
@@ -93,3 +107,12 @@ def query_command(
         f"(original {answer['reference_miou']:.4f}), expected {answer['expected_cost']:.3f} "
         f"{answer['unit']}" + (f"; model written to {output}" if output else "")
     )
+    verified = answer.get("verified")
+    if verified:
+        agreement = verified.get("exit_agreement")
+        typer.echo(
+            f"verified on {verified['device']}: expected {verified['expected_ms']:.3f} ms, "
+            f"worst {verified['worst_ms']:.3f} ms (predicted "
+            f"{verified['predicted_expected_ms']:.3f} ms), measured {verified['measured_at']}"
+            + (f"; exit agreement {agreement:.1%}" if agreement is not None else "")
+        )

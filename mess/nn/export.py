@@ -33,7 +33,15 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper
 from torch import nn
 
-from mess.bundle import head_part, policy_part, segment_part, upsample_part, write_bundle
+from mess.bundle import (
+    head_part,
+    load_samples,
+    policy_part,
+    samples_bytes,
+    segment_part,
+    upsample_part,
+    write_bundle,
+)
 from mess.nn.costs import gflops_table
 from mess.nn.normalize import IMAGENET_MEAN, IMAGENET_STD, NormalizeLayer
 from mess.nn.policy import image_scores
@@ -284,6 +292,7 @@ def export_bundle(
     name: str | None = None,
     check: bool = True,
     progress: Callable[[str], None] | None = None,
+    samples: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Write a ``mess-bundle`` v1 (zip): manifest, ONNX parts, stats, GFLOPs costs, weights.
 
@@ -296,6 +305,9 @@ def export_bundle(
         name: a human name (default: the output's stem).
         check: check every part in onnxruntime against PyTorch.
         progress: called with each part name.
+        samples: ``(images, indices)``: calibration images (float32 ``[N, 3, H, W]`` in
+            [0, 1] at ``input_size``) and their sample indices in the stats, stored as
+            ``samples.npz`` for verification (docs/DESIGN.md, "Bundle").
 
     Returns:
         The manifest.
@@ -355,6 +367,10 @@ def export_bundle(
         "costs": {"path": "costs.json", "sha256": _sha(files["costs.json"])},
         "weights": {"path": "supernet.pt", "sha256": _sha(files["supernet.pt"])},
     }
+    if samples is not None:
+        files["samples.npz"] = samples_bytes(*samples)
+        load_samples(files["samples.npz"], input_size, int(stats.intersection.shape[0]))
+        manifest["samples"] = {"path": "samples.npz", "sha256": _sha(files["samples.npz"])}
     write_bundle(output, manifest, files)
     return manifest
 

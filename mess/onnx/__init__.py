@@ -10,8 +10,18 @@ from typing import Any
 import onnx
 
 from mess.onnx.assemble import AssemblyError, PartsIndex, assemble_model
+from mess.onnx.force import FORCE_INPUT, force_paths, num_paths
 
-__all__ = ["AssemblyError", "PartsIndex", "assemble", "assemble_model", "LazyParts"]
+__all__ = [
+    "FORCE_INPUT",
+    "AssemblyError",
+    "LazyParts",
+    "PartsIndex",
+    "assemble",
+    "assemble_model",
+    "force_paths",
+    "num_paths",
+]
 
 
 class LazyParts(Mapping[str, onnx.ModelProto]):

@@ -13,6 +13,7 @@ from service.configurations.schemas import ConfigurationRead
 from service.deps import BlobsDep, SessionDep
 from service.errors import ErrorResponse
 from service.supernets.service import open_blob
+from service.verifications import service as verifications
 
 router = APIRouter(prefix="/v1/configurations", tags=["configurations"])
 ConfigId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
@@ -26,9 +27,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def get_configuration(
     config_id: ConfigId, session: SessionDep, principal: CurrentPrincipal
 ) -> ConfigurationRead:
-    """A configuration and its predicted metrics."""
+    """A configuration, its predicted metrics and every verification of it on a device."""
     principal.require("agent")
-    return service.read(service.get_configuration(session, config_id))
+    row = service.get_configuration(session, config_id)
+    return service.read(row, verifications.of_configuration(session, row.id))
 
 
 @router.get(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.verifications.schemas import Verified
 
 
 class ConfigurationRead(BaseModel):
@@ -37,3 +39,6 @@ class ConfigurationRead(BaseModel):
     configuration: dict[str, Any]
     metrics: dict[str, Any]
     created_at: dt.datetime
+    verifications: list[Verified] = Field(
+        default_factory=list, description="every time it was timed whole on a device, oldest first"
+    )

@@ -14,6 +14,7 @@ from service.configurations.models import Configuration
 from service.configurations.schemas import ConfigurationRead
 from service.errors import NotFound, Unprocessable
 from service.supernets.service import get_supernet
+from service.verifications.schemas import Verified
 
 
 def config_id(supernet_id: str, configuration: dict[str, Any]) -> str:
@@ -44,13 +45,14 @@ def get_configuration(session: Session, cid: str) -> Configuration:
     return row
 
 
-def read(row: Configuration) -> ConfigurationRead:
+def read(row: Configuration, verified: list[Verified] | None = None) -> ConfigurationRead:
     return ConfigurationRead(
         id=row.id,
         supernet_id=row.supernet_id,
         configuration=row.configuration,
         metrics=row.metrics,
         created_at=row.created_at,
+        verifications=verified or [],
     )
 
 

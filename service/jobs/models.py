@@ -1,4 +1,4 @@
-"""A profiling job: time every part of one supernet on one device."""
+"""A job for the agents of one device: profile a supernet, or verify a configuration."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from service.db import Base, UTCDateTime, utcnow
 
 QUEUED, LEASED, DONE, FAILED = "queued", "leased", "done", "failed"
+PROFILE, VERIFY = "profile", "verify"
+KINDS = (PROFILE, VERIFY)
 
 
 class Job(Base):
@@ -18,17 +20,28 @@ class Job(Base):
 
     An expired lease puts the job back in the queue (counted as an attempt); after
     ``max_attempts`` the job fails and keeps its last error.
+
+    ``kind`` ``profile``: time every part of the supernet (one job per supernet and device,
+    ``subject`` empty). ``verify``: time the tailored model of ``configuration_id`` whole,
+    path by path (one job per configuration and device, ``subject`` its id); ``profile_id``
+    is then the profile version whose prediction it checks. Agents lease only the kinds they
+    say they handle.
     """
 
     __tablename__ = "jobs"
     __table_args__ = (
-        UniqueConstraint("supernet_id", "device_id"),
+        UniqueConstraint("supernet_id", "device_id", "subject"),
         Index("ix_jobs_device_id_status", "device_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     supernet_id: Mapped[str] = mapped_column(ForeignKey("supernets.id", ondelete="CASCADE"))
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16), default=PROFILE, server_default=PROFILE)
+    subject: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    configuration_id: Mapped[str | None] = mapped_column(
+        ForeignKey("configurations.id", ondelete="CASCADE")
+    )
     status: Mapped[str] = mapped_column(String(16), default=QUEUED)
     tier: Mapped[str] = mapped_column(String(16), default="quick")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

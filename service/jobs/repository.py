@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from service import db
 from service.devices.models import Device
-from service.jobs.models import LEASED, QUEUED, Job
+from service.jobs.models import LEASED, QUEUED, VERIFY, Job
 from service.supernets.models import Supernet
 
 
@@ -22,9 +22,12 @@ def get(session: Session, job_id: int) -> Job | None:
     return session.get(Job, job_id)
 
 
-def find(session: Session, supernet_id: str, device_id: int) -> Job | None:
+def find(session: Session, supernet_id: str, device_id: int, subject: str = "") -> Job | None:
+    """The profiling job of (supernet, device), or the verification job of ``subject``."""
     return session.scalars(
-        select(Job).where(Job.supernet_id == supernet_id, Job.device_id == device_id)
+        select(Job).where(
+            Job.supernet_id == supernet_id, Job.device_id == device_id, Job.subject == subject
+        )
     ).first()
 
 
@@ -64,8 +67,12 @@ def expire_leases(session: Session, now: dt.datetime) -> Sequence[Job]:
     return session.scalars(query).all()
 
 
-def next_queued(session: Session, device_id: int, skip: Sequence[int]) -> int | None:
-    query = select(Job.id).where(Job.device_id == device_id, Job.status == QUEUED)
+def next_queued(
+    session: Session, device_id: int, kinds: Sequence[str], skip: Sequence[int]
+) -> int | None:
+    query = select(Job.id).where(
+        Job.device_id == device_id, Job.status == QUEUED, Job.kind.in_(kinds)
+    )
     if skip:
         query = query.where(Job.id.not_in(skip))
     query = query.order_by(Job.id).limit(1)
@@ -112,5 +119,21 @@ def insert_missing(
         "supernet_id": supernet_id,
         "device_id": device_id,
         "configurations": configurations,
+    }
+    return db.insert_missing(session, Job, values)
+
+
+def insert_verification(
+    session: Session, supernet_id: str, device_id: int, configuration_id: str, profile_id: int
+) -> bool:
+    """Queue the verification of a configuration on a device unless it exists."""
+    values = {
+        "kind": VERIFY,
+        "subject": configuration_id,
+        "configuration_id": configuration_id,
+        "supernet_id": supernet_id,
+        "device_id": device_id,
+        "profile_id": profile_id,
+        "configurations": [],
     }
     return db.insert_missing(session, Job, values)

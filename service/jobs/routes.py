@@ -1,10 +1,12 @@
-"""Job routes: list (engineer+), and the agent's lease / heartbeat / result / fail / release."""
+"""Job routes: list (engineer+), and the agent's lease / heartbeat / result / verification /
+fail / release."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from service.auth.deps import AgentPrincipal, CurrentPrincipal
 from service.db import after_commit
@@ -23,7 +25,11 @@ from service.jobs.schemas import (
     LeaseRequest,
     LeaseResponse,
     ResultResponse,
+    VerificationResponse,
+    VerificationResult,
 )
+from service.supernets.service import get_supernet, open_blob
+from service.verifications import service as verifications
 
 JobId = Annotated[int, Path(ge=1, le=2**62)]  # larger ids overflow the database integer
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -81,20 +87,24 @@ def lease(
     body: LeaseRequest, session: SessionDep, settings: SettingsDep, principal: AgentPrincipal
 ) -> LeaseResponse | Response:
     """Lease the device's oldest queued job (agents sharing a device name form a pool)."""
-    job = service.lease(session, settings, body.device, principal)
+    job = service.lease(session, settings, body.device, principal, body.kinds)
     if job is None:
         return Response(status_code=204)
     assert job.lease_id is not None and job.lease_expires_at is not None
     return LeaseResponse(
         job=LeasedJob(
             id=job.id,
+            kind=job.kind,
             supernet_id=job.supernet_id,
+            configuration_id=job.configuration_id,
             device=body.device,
             lease_id=job.lease_id,
             lease_seconds=settings.lease_seconds,
             lease_expires_at=job.lease_expires_at,
             tier=job.tier,
             configurations=job.configurations or [],
+            samples=job.kind == "verify"
+            and bool(get_supernet(session, job.supernet_id).manifest.get("samples")),
         )
     )
 
@@ -134,12 +144,71 @@ def result(
     return answer
 
 
+@router.post("/{job_id}/verification", response_model=VerificationResponse, responses=_ERRORS)
+def verification(
+    job_id: JobId,
+    body: VerificationResult,
+    request: Request,
+    session: SessionDep,
+    blobs: BlobsDep,
+    principal: AgentPrincipal,
+) -> VerificationResponse:
+    """Upload a verify job's per-path timings: stores the verification, refits the device's
+    cost correction (idempotent)."""
+    job, stored, correction = service.submit_verification(session, blobs, job_id, body, principal)
+    device = _device_name(session, job.device_id)
+    current = correction or verifications.current_correction(session, stored.profile_id)
+    answer = VerificationResponse(
+        job=service.read(job, device),
+        verification=verifications.read(stored, device),
+        correction_version=None if current is None else current.version,
+    )
+    state = request.app.state
+    supernet_id = job.supernet_id
+    if correction is not None:  # searches of this device now price with the new correction
+        after_commit(session, lambda: state.queries.forget_profile(supernet_id, device))
+    after_commit(session, lambda: state.finished_jobs.notify(job_id))
+    return answer
+
+
+@router.get(
+    "/{job_id}/samples",
+    response_class=StreamingResponse,
+    responses={
+        **_ERRORS,
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            }
+        },
+    },
+)
+def samples(
+    job_id: JobId, session: SessionDep, blobs: BlobsDep, principal: AgentPrincipal
+) -> StreamingResponse:
+    """A verify job's sample images (the bundle's ``samples.npz``)."""
+    sha = service.samples_blob(session, job_id)
+    chunks, size = open_blob(blobs, sha, f"sample images of job {job_id}")
+    return StreamingResponse(
+        chunks,
+        media_type="application/octet-stream",
+        headers={"Content-Length": str(size), "ETag": f'"{sha}"'},
+    )
+
+
 @router.post("/{job_id}/fail", response_model=JobRead, responses=_ERRORS)
 def fail(
-    job_id: JobId, body: FailRequest, session: SessionDep, principal: AgentPrincipal
+    job_id: JobId,
+    body: FailRequest,
+    request: Request,
+    session: SessionDep,
+    principal: AgentPrincipal,
 ) -> JobRead:
     """Record a failed attempt (re-queued until the attempts run out)."""
     job = service.fail(session, job_id, body.lease_id, body.error, principal)
+    if job.status == "failed":  # a search waiting for this verification answers at once
+        finished = request.app.state.finished_jobs
+        after_commit(session, lambda: finished.notify(job_id))
     return service.read(job, _device_name(session, job.device_id))
 
 

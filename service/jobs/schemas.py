@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import math
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.devices.schemas import DEVICE_NAME
+from service.verifications.schemas import Verified
 
 _LEASE = "9f1c2b3a4d5e6f708192a3b4c5d6e7f8"
 
 
 class LeaseRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"device": "pi-5"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"device": "pi-5", "kinds": ["profile", "verify"]}]},
+    )
 
     device: str = Field(pattern=DEVICE_NAME, description="the caller's registered device name")
+    kinds: list[Literal["profile", "verify"]] = Field(
+        default=["profile"],
+        min_length=1,
+        max_length=2,
+        description="the job kinds the agent handles (agents that do not say: profile only)",
+    )
 
 
 class LeaseRef(BaseModel):
@@ -69,8 +80,50 @@ class JobResult(LeaseRef):
     wholes: list[WholeTiming] = Field(default_factory=list, max_length=16)
 
 
+class VerificationResult(LeaseRef):
+    """Per-run times (ms) of every exit path of the tailored model, timed whole."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "lease_id": _LEASE,
+                    "paths": [[18.0, 18.2, 18.1], [43.8, 44.0, 44.1]],
+                    "context": {"runtime": "onnxruntime", "intra_op_threads": 1},
+                    "images": None,
+                }
+            ]
+        },
+    )
+
+    paths: list[list[float]] = Field(
+        min_length=1,
+        max_length=8,
+        description="for each exit path (early exits in order, terminal last), every run's ms",
+    )
+    context: dict[str, Any] = Field(default_factory=dict)
+    images: dict[str, Any] | None = Field(
+        default=None,
+        description="the model run on the bundle's sample images: per image the exit taken "
+        "and its ms, and the fraction leaving where the statistics predict",
+    )
+
+    @field_validator("paths")
+    @classmethod
+    def _samples(cls, paths: list[list[float]]) -> list[list[float]]:
+        for samples in paths:
+            if not 1 <= len(samples) <= 100_000:
+                raise ValueError("each path needs 1 to 100000 timings")
+            if any(not (math.isfinite(t) and t >= 0) for t in samples):
+                raise ValueError("timings must be finite and non-negative")
+        return paths
+
+
 _JOB: dict[str, Any] = {
     "id": 7,
+    "kind": "profile",
+    "configuration_id": None,
     "supernet_id": "3f1c" + "0" * 60,
     "device": "pi-5",
     "status": "leased",
@@ -89,7 +142,9 @@ class JobRead(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [_JOB]})
 
     id: int
+    kind: str = Field(description="profile | verify")
     supernet_id: str
+    configuration_id: str | None = Field(description="what a verify job verifies")
     device: str
     status: str = Field(description="queued | leased | done | failed")
     tier: str
@@ -106,13 +161,21 @@ class LeasedJob(BaseModel):
     """What an agent needs to run a job."""
 
     id: int
+    kind: str = Field(default="profile", description="profile | verify")
     supernet_id: str
+    configuration_id: str | None = Field(
+        default=None, description="verify: download /v1/configurations/{id}/model.onnx"
+    )
     device: str
     lease_id: str
     lease_seconds: int
     lease_expires_at: dt.datetime
     tier: str
     configurations: list[dict[str, Any]]
+    samples: bool = Field(
+        default=False,
+        description="verify: the bundle carries sample images (GET /v1/jobs/{id}/samples)",
+    )
 
 
 class LeaseResponse(BaseModel):
@@ -122,7 +185,9 @@ class LeaseResponse(BaseModel):
                 {
                     "job": {
                         "id": 7,
+                        "kind": "profile",
                         "supernet_id": "3f1c" + "0" * 60,
+                        "configuration_id": None,
                         "device": "pi-5",
                         "lease_id": _LEASE,
                         "lease_seconds": 60,
@@ -160,3 +225,13 @@ class ResultResponse(BaseModel):
     job: JobRead
     profile_id: int
     version: int
+
+
+class VerificationResponse(BaseModel):
+    """The finished job and the verification it stored."""
+
+    job: JobRead
+    verification: Verified
+    correction_version: int | None = Field(
+        description="the profile's cost correction after this result (null: none yet)"
+    )

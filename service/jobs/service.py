@@ -9,6 +9,10 @@
   to the caller under a fresh lease id. Agents sharing a device name form a pool.
 - Results are idempotent: the same timings sent twice give the same profile version; the
   server computes the statistics (median per part, p90 kept in the context) from raw timings.
+- A verification job (kind ``verify``) times one configuration's tailored model whole on the
+  device, path by path; it is queued by a search asked to verify its answer
+  (:func:`request_verification`) and its result becomes a verification
+  (:mod:`service.verifications`). Agents lease only the kinds they name.
 """
 
 from __future__ import annotations
@@ -17,28 +21,35 @@ import datetime as dt
 import logging
 import secrets
 import statistics
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
-from mess.bundle import Manifest
+from mess.bundle import Manifest, load_samples
 from mess.costs import CostsError
+from mess.stats import load_stats
 from mess.timings import costs_from_timings
 from service.auth.service import Principal
 from service.blobs import BlobStore
+from service.configurations.service import get_configuration
 from service.db import utcnow
 from service.devices.models import Device
 from service.devices.service import get_device
 from service.errors import Conflict, NotFound, Unprocessable
 from service.jobs import repository
-from service.jobs.models import DONE, FAILED, LEASED, QUEUED, Job
-from service.jobs.schemas import JobRead, JobResult
+from service.jobs.models import DONE, FAILED, LEASED, PROFILE, QUEUED, VERIFY, Job
+from service.jobs.schemas import JobRead, JobResult, VerificationResult
 from service.profiles.schemas import ProfileCreate
-from service.profiles.service import create_profile
+from service.profiles.service import create_profile, get_profile
 from service.settings import Settings
 from service.supernets.service import get_supernet
+from service.verifications import service as verifications
+from service.verifications.latency import predicted_exits
+from service.verifications.models import CostCorrection, Verification
 
 log = logging.getLogger(__name__)
 MAX_CLAIM_TRIES = 8
@@ -117,15 +128,21 @@ def _requeue_expired(session: Session, now: dt.datetime) -> None:
     session.flush()
 
 
-def lease(session: Session, settings: Settings, device: str, principal: Principal) -> Job | None:
-    """Lease the device's oldest queued job, or None when there is none."""
+def lease(
+    session: Session,
+    settings: Settings,
+    device: str,
+    principal: Principal,
+    kinds: Sequence[str] = (PROFILE,),
+) -> Job | None:
+    """Lease the device's oldest queued job of ``kinds``, or None when there is none."""
     principal.require("agent")
     target = get_device(session, device)
     now = utcnow()
     _requeue_expired(session, now)
     tried: list[int] = []
     for _ in range(MAX_CLAIM_TRIES):
-        job_id = repository.next_queued(session, target.id, tried)
+        job_id = repository.next_queued(session, target.id, kinds, tried)
         if job_id is None:
             return None
         lease_id = secrets.token_hex(16)
@@ -207,6 +224,8 @@ def submit_result(
     """
     principal.require("agent")
     job = get_job(session, job_id)
+    if job.kind != PROFILE:
+        raise Unprocessable(f"job {job_id} is a {job.kind} job: upload its result to /verification")
     if job.status == DONE and job.lease_id == data.lease_id and job.profile_id is not None:
         pass  # a retried upload of the same result: fall through to the same profile
     elif job.status != LEASED or job.lease_id != data.lease_id:
@@ -252,6 +271,124 @@ def submit_result(
     return job, profile.id, profile.version
 
 
+def request_verification(
+    session: Session, supernet_id: str, device_id: int, configuration_id: str, profile_id: int
+) -> Job:
+    """The verification job of a configuration on a device against ``profile_id``: queued
+    unless it exists; a finished or failed one checked against another profile version is
+    queued again (the device changed: it must be measured again)."""
+    repository.insert_verification(session, supernet_id, device_id, configuration_id, profile_id)
+    job = repository.find(session, supernet_id, device_id, configuration_id)
+    assert job is not None
+    if job.profile_id != profile_id and job.status in (DONE, FAILED):
+        job.status, job.attempts, job.error, job.profile_id = QUEUED, 0, None, profile_id
+        job.updated_at = utcnow()
+        session.flush()
+    return job
+
+
+def samples_blob(session: Session, job_id: int) -> str:
+    """sha256 of the sample images a verify job runs (404 when its bundle has none)."""
+    job = get_job(session, job_id)
+    samples = get_supernet(session, job.supernet_id).manifest.get("samples")
+    if job.kind != VERIFY or not samples:
+        raise NotFound(f"job {job_id} has no sample images")
+    return str(samples["sha256"])
+
+
+def _images(
+    blobs: BlobStore, manifest: dict[str, Any], stats_sha: str, config: dict[str, Any], got: Any
+) -> dict[str, Any]:
+    """The agent's run of the sample images against the exits the statistics predict."""
+    samples = manifest.get("samples")
+    if not samples:
+        raise Unprocessable("the bundle has no sample images to report on")
+    _, expected = load_samples(
+        b"".join(blobs.iter_chunks(samples["sha256"])), tuple(manifest["input_size"])
+    )
+    try:
+        indices = [int(i) for i in got["indices"]]
+        exits = [int(e) for e in got["exits"]]
+        ms = [float(t) for t in got["ms"]]
+    except (KeyError, TypeError, ValueError):
+        raise Unprocessable("images needs indices, exits and ms lists") from None
+    paths = len(config.get("exits") or []) + 1
+    if sorted(indices) != sorted(expected.tolist()) or not len(exits) == len(ms) == len(indices):
+        raise Unprocessable("images must report every sample image once")
+    if any(not 0 <= e < paths for e in exits) or any(not t >= 0 for t in ms):
+        raise Unprocessable(f"exits must lie in 0..{paths - 1}, times be non-negative")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "stats.npz"
+        path.write_bytes(b"".join(blobs.iter_chunks(stats_sha)))
+        stats = load_stats(path)
+    predicted = predicted_exits(
+        stats.confidence,
+        [str(e["id"]) for e in stats.meta["exits"]],
+        stats.meta["pixel_thresholds"],
+        config,
+        indices,
+    )
+    agree = sum(a == b for a, b in zip(exits, predicted, strict=True))
+    return {
+        "indices": indices,
+        "exits": exits,
+        "predicted_exits": predicted,
+        "ms": ms,
+        "mean_ms": sum(ms) / len(ms),
+        "agreement": agree / len(indices),
+    }
+
+
+def submit_verification(
+    session: Session,
+    blobs: BlobStore,
+    job_id: int,
+    data: VerificationResult,
+    principal: Principal,
+) -> tuple[Job, Verification, CostCorrection | None]:
+    """Store a verification job's path timings and finish it (idempotent).
+
+    Returns:
+        ``(job, verification, the profile's new correction version or None)``.
+    """
+    principal.require("agent")
+    job = get_job(session, job_id)
+    if job.kind != VERIFY:
+        raise Unprocessable(f"job {job_id} is a {job.kind} job: upload its result to /result")
+    if job.status == DONE and job.lease_id == data.lease_id:
+        done = verifications.repository.of_job(session, job_id, data.lease_id)
+        if done is not None:  # a retried upload of the same result
+            return job, done, None
+    if job.status != LEASED or job.lease_id != data.lease_id:
+        raise Conflict(f"job {job_id} is not leased under this lease (status {job.status})")
+    assert job.configuration_id is not None and job.profile_id is not None
+    row = get_configuration(session, job.configuration_id)
+    supernet = get_supernet(session, job.supernet_id)
+    manifest = supernet.manifest
+    profile, _ = get_profile(session, job.profile_id)
+    images = None
+    if data.images is not None:
+        images = _images(blobs, manifest, supernet.stats_sha256, row.configuration, data.images)
+    verification, correction = verifications.record(
+        session,
+        job_id=job.id,
+        lease_id=data.lease_id,
+        configuration_id=row.id,
+        configuration=row.configuration,
+        device_id=job.device_id,
+        profile_id=profile.id,
+        costs=profile.costs,
+        exit_positions={str(e["id"]): str(e["position"]) for e in manifest["exits"]},
+        fractions=row.metrics.get("exit_fractions") or [],
+        samples_ms=data.paths,
+        context=data.context,
+        images=images,
+    )
+    job.status, job.error, job.lease_expires_at = DONE, None, None
+    job.updated_at = utcnow()
+    return job, verification, correction
+
+
 def get_job(session: Session, job_id: int) -> Job:
     job = repository.get(session, job_id)
     if job is None:
@@ -262,7 +399,9 @@ def get_job(session: Session, job_id: int) -> Job:
 def read(job: Job, device: str) -> JobRead:
     return JobRead(
         id=job.id,
+        kind=job.kind,
         supernet_id=job.supernet_id,
+        configuration_id=job.configuration_id,
         device=device,
         status=job.status,
         tier=job.tier,

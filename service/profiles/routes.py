@@ -15,6 +15,7 @@ from service.errors import ErrorResponse, NotFound
 from service.profiles import repository, service
 from service.profiles.schemas import ProfileCreate, ProfileList, ProfileRead
 from service.supernets.service import open_blob
+from service.verifications import service as verifications
 
 ProfileId = Annotated[int, Path(ge=1, le=2**62)]
 router = APIRouter(
@@ -67,8 +68,9 @@ def list_profiles(
 
 @router.get("/{profile_id}", response_model=ProfileRead, responses={404: {"model": ErrorResponse}})
 def get_profile(profile_id: ProfileId, session: SessionDep, _who: CurrentPrincipal) -> ProfileRead:
-    """One profile with its cost table and measurement context."""
-    return service.detail(*service.get_profile(session, profile_id))
+    """One profile with its cost table, measurement context and cost corrections."""
+    profile, device = service.get_profile(session, profile_id)
+    return service.detail(profile, device, verifications.corrections(session, profile.id))
 
 
 @router.get(

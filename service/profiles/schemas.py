@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.devices.schemas import DEVICE_NAME
+from service.verifications.schemas import CorrectionRead
 
 Timing = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 _DIGEST = "9f2c1e0b7d5a4c3e8f6a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6"
@@ -109,6 +110,11 @@ class ProfileRead(ProfileSummary):
 
     costs: dict[str, Any]
     context: dict[str, Any] | None
+    corrections: list[CorrectionRead] = Field(
+        default_factory=list,
+        description="the cost corrections learned from verifications on the device, oldest "
+        "first; searches use the newest",
+    )
 
 
 class ProfileList(BaseModel):

@@ -24,6 +24,7 @@ from service.profiles import repository
 from service.profiles.models import Profile
 from service.profiles.schemas import ProfileCreate, ProfileRead, ProfileSummary
 from service.supernets.service import get_supernet
+from service.verifications.schemas import CorrectionRead
 
 
 def canonical_json(value: Any) -> bytes:
@@ -133,8 +134,13 @@ def summary(profile: Profile, device: str) -> ProfileSummary:
     )
 
 
-def detail(profile: Profile, device: str) -> ProfileRead:
-    """A profile with its table and context."""
+def detail(
+    profile: Profile, device: str, corrections: list[CorrectionRead] | None = None
+) -> ProfileRead:
+    """A profile with its table, context and cost corrections."""
     return ProfileRead(
-        **summary(profile, device).model_dump(), costs=profile.costs, context=profile.context
+        **summary(profile, device).model_dump(),
+        costs=profile.costs,
+        context=profile.context,
+        corrections=corrections or [],
     )

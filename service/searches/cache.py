@@ -18,11 +18,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cachetools import LRUCache
 
 from service.searches.schemas import SearchRequest
-from service.searches.service import GFLOPS, DoneSearch, search_key
+from service.searches.service import GFLOPS, DoneSearch, priced, search_key
 
 Key = tuple[str, str]  # (supernet id, device name)
 
@@ -30,6 +31,7 @@ Key = tuple[str, str]  # (supernet id, device name)
 @dataclass
 class _Resolved:
     profile_id: int | None
+    correction: dict[str, Any] | None  # the profile's cost correction
     checked: float  # clock time of the last confirmation
 
 
@@ -68,7 +70,8 @@ class QueryCache:
         resolved = self.profiles.get(key)
         if resolved is None:
             return None
-        done = self.searches.get(search_key(body.supernet_id, resolved.profile_id, body.options()))
+        options = priced(body.options(), resolved.correction)
+        done = self.searches.get(search_key(body.supernet_id, resolved.profile_id, options))
         if done is None:
             return None
         stale = (
@@ -80,14 +83,20 @@ class QueryCache:
             self.checking.add(key)  # the caller checks; others keep using the resolution
         return Hit(done, stale)
 
-    def checked(self, body: SearchRequest, profile_id: int | None) -> None:
-        """The result of checking a stale resolution: the device's latest profile now."""
+    def checked(
+        self,
+        body: SearchRequest,
+        profile_id: int | None,
+        correction: dict[str, Any] | None = None,
+    ) -> None:
+        """The result of checking a stale resolution: the device's latest profile now, and
+        its cost correction."""
         key = (body.supernet_id, body.device)
         self.checking.discard(key)
         resolved = self.profiles.get(key)
         if resolved is None:
             return
-        if resolved.profile_id == profile_id:
+        if (resolved.profile_id, resolved.correction) == (profile_id, correction):
             resolved.checked = self.clock()
         else:  # a new profile version: the next query takes the database path
             del self.profiles[key]
@@ -104,7 +113,9 @@ class QueryCache:
         """Remember how ``body`` was answered from the database (its resolution is fresh)."""
         if self.ttl <= 0:
             return
-        self.profiles[(body.supernet_id, body.device)] = _Resolved(done.profile_id, self.clock())
+        self.profiles[(body.supernet_id, body.device)] = _Resolved(
+            done.profile_id, done.correction, self.clock()
+        )
         self.searches[done.key] = done
         self.configurations[configuration_id] = True
 
@@ -113,5 +124,6 @@ class QueryCache:
         self.configurations[configuration_id] = True
 
     def forget_profile(self, supernet_id: str, device: str) -> None:
-        """A new profile of ``supernet_id`` on ``device`` was stored: resolve it afresh."""
+        """A new profile (or cost correction) of ``supernet_id`` on ``device`` was stored:
+        resolve it afresh."""
         self.profiles.pop((supernet_id, device), None)

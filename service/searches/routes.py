@@ -17,11 +17,15 @@ from service.configurations.service import get_or_create
 from service.db import transaction
 from service.deps import SessionDep
 from service.errors import ErrorResponse
+from service.jobs.models import DONE as JOB_DONE
+from service.jobs.models import FAILED as JOB_FAILED
+from service.jobs.service import get_job
 from service.searches import service
 from service.searches.cache import QueryCache
 from service.searches.finished import FinishedSearches
 from service.searches.models import DONE, FAILED, Search
 from service.searches.schemas import SearchAnswer, SearchPending, SearchRead, SearchRequest
+from service.searches.verify import verified_answer
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,8 @@ async def post_search(
     (:class:`~service.searches.cache.QueryCache`).
     """
     principal.require("engineer")
+    if body.verify:
+        return await _answer_verified(request, body, principal)
     state = request.app.state
     queries: QueryCache = state.queries
     hit = queries.search(body)
@@ -86,18 +92,18 @@ def _check_later(request: Request, body: SearchRequest) -> None:
     """Look up the device's latest profile off the request path and tell the cache."""
     queries: QueryCache = request.app.state.queries
 
-    def latest() -> int | None:
+    def latest() -> tuple[int | None, dict[str, Any] | None]:
         with request.app.state.sessionmaker() as session:
-            return service.latest_profile_id(session, body.supernet_id, body.device)
+            return service.latest_resolution(session, body.supernet_id, body.device)
 
     async def check() -> None:
         try:
-            profile_id = await run_in_threadpool(latest)
+            profile_id, correction = await run_in_threadpool(latest)
         except Exception as exc:  # the database is away: keep answering, check again later
             queries.check_failed(body)
             log.warning("could not check the latest profile of %s: %s", body.device, exc)
             return
-        queries.checked(body, profile_id)
+        queries.checked(body, profile_id, correction)
 
     task = asyncio.get_running_loop().create_task(check())
     _checks.add(task)
@@ -169,6 +175,64 @@ async def _wait(state: Any, search: Search, seconds: float) -> Search:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), min(left, RECHECK_SECONDS))
             event.clear()  # the next load sees what the notice announced
+
+
+async def _answer_verified(request: Request, body: SearchRequest, principal: Principal) -> Response:
+    """The database path of a verified query: rounds of search, verification job, wait
+    (:mod:`service.searches.verify`), 202 once ``wait_seconds`` have passed."""
+    state = request.app.state
+    settings: Settings = state.settings
+    loop = asyncio.get_running_loop()
+    wait = settings.search_wait_seconds if body.wait_seconds is None else body.wait_seconds
+    deadline = loop.time() + wait
+    while True:
+        search = await run_in_threadpool(_request, state, body, principal)
+        if search.status not in (DONE, FAILED):
+            state.search_worker.notify()
+            search = await _wait(state, search, max(0.0, deadline - loop.time()))
+            if search.status not in (DONE, FAILED):
+                pending = SearchPending(search_id=search.id, status=search.status)
+                return JSONResponse(pending.model_dump(), status_code=202)
+        step = await run_in_threadpool(_verified_round, state, search, body)
+        if isinstance(step, SearchAnswer):
+            return Response(step.model_dump_json(), media_type="application/json")
+        if step is not None and not await _wait_job(state, step, deadline - loop.time()):
+            pending = SearchPending(search_id=search.id, status="verifying", job_id=step)
+            return JSONResponse(pending.model_dump(), status_code=202)
+        if loop.time() >= deadline:  # the correction moved: its new front comes next time
+            pending = SearchPending(search_id=search.id, status="verifying")
+            return JSONResponse(pending.model_dump(), status_code=202)
+
+
+def _verified_round(state: Any, search: Search, body: SearchRequest) -> SearchAnswer | int | None:
+    # a write transaction: it may store the configuration and queue its verification
+    with transaction(state.write_sessionmaker) as session:
+        return verified_answer(
+            session, state.blobs, state.fronts, search, body, state.settings.verify_rounds
+        )
+
+
+def _job_finished(state: Any, job_id: int) -> bool:
+    with transaction(state.sessionmaker) as session:
+        return get_job(session, job_id).status in (JOB_DONE, JOB_FAILED)
+
+
+async def _wait_job(state: Any, job_id: int, seconds: float) -> bool:
+    """Whether verification job ``job_id`` finished within ``seconds`` (woken by this
+    process's result route, re-checked every ``RECHECK_SECONDS`` for other processes)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    finished: FinishedSearches = state.finished_jobs
+    with finished.watch(job_id) as event:
+        while True:
+            if await run_in_threadpool(_job_finished, state, job_id):
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(left, RECHECK_SECONDS))
+            event.clear()
 
 
 @router.get("/v1/searches/{search_id}", response_model=SearchRead, responses=_ERRORS)

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.verifications.schemas import Verified
+
 Finite = Field(default=None, gt=0, allow_inf_nan=False)
 
 
@@ -50,6 +52,11 @@ class SearchRequest(BaseModel):
     per_exit_thresholds: bool = False
     truncation: bool = True
     wait_seconds: float | None = Field(default=None, ge=0, le=300, allow_inf_nan=False)
+    verify: bool = Field(
+        default=False,
+        description="answer only with a configuration timed whole on the device within the "
+        "budget (202 while it is being verified)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SearchRequest:
@@ -62,6 +69,8 @@ class SearchRequest(BaseModel):
             raise ValueError("max-accuracy needs budget_ms (or budget)")
         if self.objective == "min-cost" and self.max_drop is None:
             raise ValueError("min-cost needs max_drop (0.001 = 0.1 pp)")
+        if self.verify and (self.objective != "max-accuracy" or self.device == "gflops"):
+            raise ValueError("verify needs max-accuracy with a budget on a device, not gflops")
         return self
 
     @property
@@ -84,7 +93,11 @@ class SearchRequest(BaseModel):
 
 class SearchPending(BaseModel):
     search_id: int
-    status: str = Field(description="queued | running: POST again or poll GET /v1/searches/{id}")
+    status: str = Field(
+        description="queued | running: POST again or poll GET /v1/searches/{id}; verifying: "
+        "the chosen configuration is being timed on the device (POST again)"
+    )
+    job_id: int | None = Field(default=None, description="verifying: the verification job")
 
 
 class SearchRead(BaseModel):
@@ -138,3 +151,8 @@ class SearchAnswer(BaseModel):
     device: str
     profile_id: int | None
     front: list[dict[str, Any]] = Field(description="the speed/accuracy front, cheapest first")
+    verified: Verified | None = Field(
+        default=None,
+        description="null unless the query asked to verify: the configuration timed whole on "
+        "the device (measured expected, worst and per-path latency beside the prediction)",
+    )

@@ -28,6 +28,7 @@ from service.searches import repository
 from service.searches.models import DONE, FAILED, Search
 from service.searches.schemas import SearchAnswer, SearchRead, SearchRequest
 from service.supernets.service import get_supernet
+from service.verifications import service as verifications
 
 GFLOPS = "gflops"
 
@@ -37,11 +38,17 @@ def search_key(supernet_id: str, profile_id: int | None, options: dict[str, Any]
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def priced(options: dict[str, Any], correction: dict[str, Any] | None) -> dict[str, Any]:
+    """A search's options with the profile's cost correction, when it has one: a new
+    correction version makes a new key, so a new front (docs/DESIGN.md, "Service")."""
+    return options if correction is None else {**options, "correction": correction}
+
+
 def request_search(session: Session, data: SearchRequest, principal: Principal) -> Search:
     """The search answering ``data``: existing (any status) or newly queued."""
     principal.require("engineer")
     supernet = get_supernet(session, data.supernet_id)
-    profile_id, unit = None, GFLOPS
+    profile_id, unit, correction = None, GFLOPS, None
     if data.device != GFLOPS:
         device = get_device(session, data.device)
         profile = repository.latest_profile(session, supernet.id, device.id)
@@ -51,7 +58,10 @@ def request_search(session: Session, data: SearchRequest, principal: Principal) 
                 "run mess-agent on that device (GET /v1/jobs shows its queue)"
             )
         profile_id, unit = profile.id, profile.unit
-    options = data.options()
+        correction = verifications.search_option(
+            verifications.current_correction(session, profile.id)
+        )
+    options = priced(data.options(), correction)
     key = search_key(supernet.id, profile_id, options)
     search = repository.by_key(session, key)
     if search is not None:
@@ -68,9 +78,15 @@ def request_search(session: Session, data: SearchRequest, principal: Principal) 
     )
 
 
-def latest_profile_id(session: Session, supernet_id: str, device: str) -> int | None:
-    """The profile ``request_search`` would resolve now (None: none, or no such device)."""
-    return repository.latest_profile_id(session, supernet_id, device)
+def latest_resolution(
+    session: Session, supernet_id: str, device: str
+) -> tuple[int | None, dict[str, Any] | None]:
+    """The profile ``request_search`` would resolve now (None: none, or no such device) and
+    its cost correction."""
+    profile_id = repository.latest_profile_id(session, supernet_id, device)
+    return profile_id, verifications.search_option(
+        verifications.current_correction(session, profile_id)
+    )
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,7 @@ class DoneSearch:
     unit: str
     front_sha256: str
     seconds: float | None
+    correction: dict[str, Any] | None = None  # the cost correction the front priced with
 
     @classmethod
     def of(cls, search: Search) -> DoneSearch:
@@ -139,6 +156,7 @@ class DoneSearch:
             search.unit,
             search.front_sha256,
             search.seconds,
+            (search.options or {}).get("correction"),
         )
 
 
@@ -171,6 +189,7 @@ def compose(
         "unit": done.unit,
         "profile_id": done.profile_id,
         "reference_miou": front.reference_miou,
+        "correction": done.correction,
     }
     answer = SearchAnswer(
         search_id=done.id,

@@ -32,6 +32,7 @@ from service.db import transaction, utcnow
 from service.searches import repository
 from service.searches.models import DONE, FAILED, Search
 from service.supernets.service import get_supernet
+from service.verifications.latency import Correction, corrected_costs
 
 log = logging.getLogger(__name__)
 STALE_SECONDS = 600.0
@@ -157,6 +158,11 @@ class SearchWorker:
         if costs is None:
             costs = json.loads(b"".join(self.blobs.iter_chunks(inputs.costs_sha256)))
         options = inputs.options
+        correction = options.get("correction")
+        if correction is not None:  # learned from verifications of this device
+            costs = corrected_costs(
+                costs, Correction(float(correction["scale"]), float(correction["offset_ms"]))
+            )
         with tempfile.TemporaryDirectory(prefix="mess-search-") as tmp:
             stats_path = Path(tmp) / "stats.npz"
             stats_path.write_bytes(b"".join(self.blobs.iter_chunks(inputs.stats_sha256)))
