@@ -28,6 +28,7 @@ from service.supernets import repository as supernets_repository
 from service.supernets import service as supernets
 from service.supernets.models import Supernet
 from service.ui import queries
+from service.verifications import service as verifications
 
 ORIGINAL = {"exits": [], "terminal": "final"}
 # what the configuration page shows of a verification, where present (others: every field)
@@ -140,7 +141,7 @@ def supernet_page(
 def configuration_page(session: Session, config_id: str) -> dict[str, Any]:
     """A configuration: its exits with their positions and heads, metrics, verifications."""
     row = configurations.get_configuration(session, config_id)
-    read = configurations.read(row)
+    read = configurations.read(row, verifications.of_configuration(session, row.id))
     supernet = supernets.get_supernet(session, row.supernet_id)
     exits = {e["id"]: e for e in supernet.manifest.get("exits", [])}
     metrics = dict(row.metrics)
@@ -166,9 +167,8 @@ def configuration_page(session: Session, config_id: str) -> dict[str, Any]:
             _, device = profiles.get_profile(session, int(metrics["profile_id"]))
         except NotFound:
             device = None
-    # verifications come with the read schema once the configurations domain has them
-    verifications = read.model_dump().get("verifications") or []
-    shown = [c for c in VERIFICATION_COLUMNS if verifications and c in verifications[0]]
+    measured = read.model_dump().get("verifications") or []
+    shown = [c for c in VERIFICATION_COLUMNS if measured and c in measured[0]]
     return {
         "configuration": read,
         "label": configuration_label(row.configuration),
@@ -182,8 +182,8 @@ def configuration_page(session: Session, config_id: str) -> dict[str, Any]:
         },
         "metrics": metrics,
         "device": device,
-        "verifications": verifications,
-        "verification_columns": (shown or sorted(verifications[0])) if verifications else [],
+        "verifications": measured,
+        "verification_columns": (shown or sorted(measured[0])) if measured else [],
     }
 
 

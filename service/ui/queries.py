@@ -23,8 +23,9 @@ from service.profiles.models import Profile
 from service.searches import repository as searches
 from service.searches.models import Search
 from service.searches.schemas import SearchRequest
-from service.searches.service import search_key
+from service.searches.service import priced, search_key
 from service.supernets.models import Supernet
+from service.verifications import service as verifications
 
 
 def live_agents(session: Session, now: dt.datetime) -> dict[int, list[str]]:
@@ -112,10 +113,16 @@ def device_fronts(session: Session, supernet_id: str) -> list[DeviceFront]:
     for profile, device in profiles.list_profiles(session, supernet_id, None, 1000, 0):
         latest.setdefault(device, profile)  # newest version first
     options = default_options(supernet_id)
-    return [
-        DeviceFront(device, p, searches.by_key(session, search_key(supernet_id, p.id, options)))
-        for device, p in sorted(latest.items())
-    ]
+
+    def front_search(profile: Profile) -> Search | None:
+        # with the profile's cost correction, as POST /v1/search resolves it
+        correction = verifications.search_option(
+            verifications.current_correction(session, profile.id)
+        )
+        key = search_key(supernet_id, profile.id, priced(options, correction))
+        return searches.by_key(session, key)
+
+    return [DeviceFront(device, p, front_search(p)) for device, p in sorted(latest.items())]
 
 
 def device_profiles(session: Session, device: str) -> Sequence[tuple[Profile, str]]:

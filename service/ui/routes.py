@@ -263,10 +263,12 @@ def pick(
         )
     except ValidationError as exc:
         raise NotFound(f"no supernet {supernet_id!r} with a device {device!r}") from exc
-    profile_id = searches.latest_profile_id(session, supernet_id, device)
+    # the profile and cost correction POST /v1/search would resolve now, so the same front
+    profile_id, correction = searches.latest_resolution(session, supernet_id, device)
     search = None
     if profile_id is not None:
-        key = searches.search_key(supernet_id, profile_id, data.options())
+        options = searches.priced(data.options(), correction)
+        key = searches.search_key(supernet_id, profile_id, options)
         search = searches_repository.by_key(session, key)
     if search is None or search.front_sha256 is None:
         raise NotFound(f"no front of this supernet on {device!r} yet: run a search first")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import onnx
 import pytest
@@ -197,22 +195,40 @@ def test_tokens_are_managed_by_admins_with_csrf(client: TestClient) -> None:
     assert client.get("/v1/devices", headers=auth(secret[1])).status_code == 401
 
 
-def test_verifications_of_the_read_schema_are_shown(
-    client: TestClient, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+def test_a_stored_verification_is_shown_on_its_configuration(
+    client: TestClient, seeded: Seeded
 ) -> None:
-    from service.configurations import service as configurations
+    from sqlalchemy import select
+
+    from service.db import transaction
+    from service.devices.models import Device
+    from service.profiles.models import Profile
+    from service.verifications.models import Verification
 
     answer = seeded.answers["jetson"]
-    read = configurations.read
-
-    def with_verifications(row: Any) -> Any:
-        plain = read(row).model_dump()
-        verified = {"device": "jetson", "expected_ms": 12.5, "measured_at": "then"}
-        return SimpleNamespace(**plain, model_dump=lambda: {**plain, "verifications": [verified]})
-
-    monkeypatch.setattr(configurations, "read", with_verifications)
+    config_id = answer["configuration_id"]
+    with transaction(client.app.state.sessionmaker) as session:  # type: ignore[attr-defined]
+        device = session.scalars(select(Device).where(Device.name == "jetson")).one()
+        profile = session.scalars(select(Profile).where(Profile.device_id == device.id)).first()
+        assert profile is not None
+        session.add(
+            Verification(
+                configuration_id=config_id,
+                device_id=device.id,
+                profile_id=profile.id,
+                lease_id="test",
+                paths_ms=[12.5],
+                predicted_paths_ms=[10.0],
+                exit_fractions=[1.0],
+                expected_ms=12.5,
+                worst_ms=12.5,
+                p90_ms=12.5,
+                predicted_expected_ms=10.0,
+                context={},
+            )
+        )
     login(client, seeded.engineer)
-    page = client.get(f"/ui/configurations/{answer['configuration_id']}")
+    page = client.get(f"/ui/configurations/{config_id}")
     assert page.status_code == 200
     section = page.text[page.text.index('id="verifications"') :]
     assert "<th>expected_ms</th>" in section and "<td>12.5</td>" in section
