@@ -55,7 +55,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from mess.demo import PRESETS, Demo
+    from mess.demo import Demo
+    from mess.pipeline import PRESETS
 
     console = Console(width=160, stderr=args.json)
     preset = PRESETS[args.preset]
@@ -65,7 +66,7 @@ def main() -> None:
     if bundle is None:
         demo.build()
         bundle = demo.path("supernet.mess")
-    data = args.data or demo.data
+    data = args.data or preset.data
     size = (args.size, args.size) if args.size else preset.size
     calibration = args.calibration_images or preset.calibration_images
     test = args.test_images or preset.test_images

@@ -179,6 +179,21 @@ class Agent:
     # ------------------------------------------------------------------ jobs
     def process(self, job: dict[str, Any]) -> dict[str, Any]:
         """Measure one job's parts (and a few whole models) and upload the timings."""
+        return self._leased(job, "profiling", self._profile)
+
+    def process_verification(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Time every exit path of a configuration's tailored model whole; upload the times."""
+        return self._leased(job, "verification", self._verify)
+
+    def _leased(
+        self,
+        job: dict[str, Any],
+        kind: str,
+        work: Callable[[dict[str, Any], dict[str, str], Callable[[str, Timing], None]], Any],
+    ) -> dict[str, Any]:
+        """Run ``work(job, lease, check)`` under the job's lease: a heartbeat keeps it, a lost
+        lease or a stop request ends the work at the next part (``check``), a stop releases
+        the job, and a failed measurement is reported while the agent goes on."""
         job_id = int(job["id"])
         self.current_job = job_id
         lost = threading.Event()
@@ -189,58 +204,23 @@ class Agent:
             daemon=True,
         )
         beat.start()
-        try:
-            response = self.request("GET", f"/v1/supernets/{job['supernet_id']}")
-            _raise_for(response, "read the supernet manifest")
-            manifest = response.json()
-            parts = {
-                p["name"]: self.part_bytes(job["supernet_id"], p["name"], p["sha256"])
-                for p in manifest["parts"]
-            }
 
-            def check(name: str, timing: Timing) -> None:
-                log.info("%s: median %.3f ms", name, timing.median)
-                if lost.is_set():
-                    raise LeaseLost(job_id)
-                if self.stopping.is_set():
-                    raise InterruptedError
-
-            timings = measure_parts(
-                parts,
-                threads=self.config.threads,
-                providers=self.config.providers,
-                tier=self.config.tier,
-                seed=job_id,
-                progress=check,
-                cold=self.config.cold_cache,
-                share=self.config.share,
-            )
-            wholes = self._measure_wholes(manifest, parts, job.get("configurations") or [])
-            payload = {
-                **lease,
-                "timings": {name: t.samples_ms for name, t in timings.items()},
-                "context": measurement_context(
-                    self.config.threads,
-                    self.config.providers,
-                    self.config.tier,
-                    cold=self.config.cold_cache,
-                    share=self.config.share,
-                )
-                | measurement_report(timings),
-                "wholes": wholes,
-            }
-            response = self.request("POST", f"/v1/jobs/{job_id}/result", json=payload)
-            if response.status_code == 409:
+        def check(name: str, timing: Timing) -> None:
+            log.info("%s: median %.3f ms", name, timing.median)
+            if lost.is_set():
                 raise LeaseLost(job_id)
-            _raise_for(response, "upload the result")
-            return dict(response.json())
+            if self.stopping.is_set():
+                raise InterruptedError
+
+        try:
+            return dict(work(job, lease, check))
         except InterruptedError:
             self.request("POST", f"/v1/jobs/{job_id}/release", json=lease)
             raise
         except (AgentError, LeaseLost):
             raise
         except Exception as exc:  # measurement failed: report it, keep the agent alive
-            log.exception("job %s failed", job_id)
+            log.exception("%s job %s failed", kind, job_id)
             self.request(
                 "POST",
                 f"/v1/jobs/{job_id}/fail",
@@ -252,76 +232,83 @@ class Agent:
             beat.join(timeout=5)
             self.current_job = None
 
-    def process_verification(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Time every exit path of a configuration's tailored model whole; upload the times."""
+    def _upload(self, job_id: int, route: str, payload: dict[str, Any], what: str) -> Any:
+        response = self.request("POST", f"/v1/jobs/{job_id}/{route}", json=payload)
+        if response.status_code == 409:
+            raise LeaseLost(job_id)
+        _raise_for(response, what)
+        return response.json()
+
+    def _profile(
+        self, job: dict[str, Any], lease: dict[str, str], check: Callable[[str, Timing], None]
+    ) -> dict[str, Any]:
         job_id = int(job["id"])
-        self.current_job = job_id
-        lost = threading.Event()
-        lease = {"lease_id": str(job["lease_id"])}
-        beat = threading.Thread(
-            target=self._heartbeat,
-            args=(job_id, lease, float(job.get("lease_seconds", 60)), lost),
-            daemon=True,
+        response = self.request("GET", f"/v1/supernets/{job['supernet_id']}")
+        _raise_for(response, "read the supernet manifest")
+        manifest = response.json()
+        parts = {
+            p["name"]: self.part_bytes(job["supernet_id"], p["name"], p["sha256"])
+            for p in manifest["parts"]
+        }
+        timings = measure_parts(
+            parts,
+            threads=self.config.threads,
+            providers=self.config.providers,
+            tier=self.config.tier,
+            seed=job_id,
+            progress=check,
+            cold=self.config.cold_cache,
+            share=self.config.share,
         )
-        beat.start()
-        try:
-            model = self.tailored_model(str(job["configuration_id"]))
+        wholes = self._measure_wholes(manifest, parts, job.get("configurations") or [])
+        payload = {
+            **lease,
+            "timings": {name: t.samples_ms for name, t in timings.items()},
+            "context": measurement_context(
+                self.config.threads,
+                self.config.providers,
+                self.config.tier,
+                cold=self.config.cold_cache,
+                share=self.config.share,
+            )
+            | measurement_report(timings),
+            "wholes": wholes,
+        }
+        return dict(self._upload(job_id, "result", payload, "upload the result"))
 
-            def check(name: str, timing: Timing) -> None:
-                log.info("%s: median %.3f ms", name, timing.median)
-                if lost.is_set():
-                    raise LeaseLost(job_id)
-                if self.stopping.is_set():
-                    raise InterruptedError
-
-            paths = measure_paths(
+    def _verify(
+        self, job: dict[str, Any], lease: dict[str, str], check: Callable[[str, Timing], None]
+    ) -> dict[str, Any]:
+        job_id = int(job["id"])
+        model = self.tailored_model(str(job["configuration_id"]))
+        paths = measure_paths(
+            model,
+            threads=self.config.threads,
+            providers=self.config.providers,
+            tier=self.config.tier,
+            seed=job_id,
+            progress=check,
+        )
+        images = None
+        if job.get("samples"):
+            response = self.request("GET", f"/v1/jobs/{job_id}/samples")
+            _raise_for(response, "download the sample images")
+            images = run_images(
                 model,
+                response.content,
                 threads=self.config.threads,
                 providers=self.config.providers,
-                tier=self.config.tier,
-                seed=job_id,
-                progress=check,
             )
-            images = None
-            if job.get("samples"):
-                response = self.request("GET", f"/v1/jobs/{job_id}/samples")
-                _raise_for(response, "download the sample images")
-                images = run_images(
-                    model,
-                    response.content,
-                    threads=self.config.threads,
-                    providers=self.config.providers,
-                )
-            payload = {
-                **lease,
-                "paths": paths,
-                "images": images,
-                "context": measurement_context(
-                    self.config.threads, self.config.providers, self.config.tier
-                ),
-            }
-            response = self.request("POST", f"/v1/jobs/{job_id}/verification", json=payload)
-            if response.status_code == 409:
-                raise LeaseLost(job_id)
-            _raise_for(response, "upload the verification")
-            return dict(response.json()["verification"])
-        except InterruptedError:
-            self.request("POST", f"/v1/jobs/{job_id}/release", json=lease)
-            raise
-        except (AgentError, LeaseLost):
-            raise
-        except Exception as exc:  # measurement failed: report it, keep the agent alive
-            log.exception("verification job %s failed", job_id)
-            self.request(
-                "POST",
-                f"/v1/jobs/{job_id}/fail",
-                json={**lease, "error": f"{exc.__class__.__name__}: {exc}"[:2000]},
-            )
-            return {"failed": str(exc)}
-        finally:
-            lost.set()
-            beat.join(timeout=5)
-            self.current_job = None
+        payload = {
+            **lease,
+            "paths": paths,
+            "images": images,
+            "context": measurement_context(
+                self.config.threads, self.config.providers, self.config.tier
+            ),
+        }
+        answer = self._upload(job_id, "verification", payload, "upload the verification")
+        return dict(answer["verification"])
 
     def tailored_model(self, configuration_id: str) -> bytes:
         """The configuration's ``model.onnx`` as the service ships it, checked against its
