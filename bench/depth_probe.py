@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mess.data.synth import SynthConfig, generate, spec_of
+from mess.data.synth import LOOKALIKE_GROUPS, SynthConfig, class_names, generate, spec_of
 from mess.nn.models import build_model
 
 EASY, HARD = 1.0 / 3.0, 2.0 / 3.0
@@ -110,11 +110,37 @@ def train(
     return time.perf_counter() - start
 
 
+def interior(y: torch.Tensor, radius: int = 2) -> torch.Tensor:
+    """Pixels whose label is the same in their whole ``2 * radius + 1`` square: there a
+    coarse exit loses nothing to upsampling, so what is left is what it recognises."""
+    f = y[:, None].float()
+    k = 2 * radius + 1
+    hi = F.max_pool2d(f, k, stride=1, padding=radius)
+    lo = -F.max_pool2d(-f, k, stride=1, padding=radius)
+    return (hi == lo)[:, 0]
+
+
+def lookalike_confusion(conf: torch.Tensor, names: list[str]) -> float:
+    """Share of the pixels of look-alike classes predicted as another class of their group."""
+    wrong = total = 0.0
+    for group in LOOKALIKE_GROUPS:
+        ids = [names.index(n) for n in group if n in names]
+        if len(ids) < 2:
+            continue
+        block = conf[ids][:, ids]
+        wrong += float(block.sum() - block.diag().sum())
+        total += float(conf[ids].sum())
+    return wrong / total if total else float("nan")
+
+
 @torch.no_grad()
 def evaluate(
     model: TwoExits, x: torch.Tensor, y: torch.Tensor, ds: torch.Tensor, num_classes: int
 ) -> dict[str, dict[str, float]]:
-    """Pixel accuracy and mIoU of each exit on the easy and the hard test images."""
+    """Pixel accuracy, mIoU, accuracy inside regions (:func:`interior`) and look-alike
+    confusion (:func:`lookalike_confusion`) of each exit on the easy and the hard images."""
+    names = class_names(num_classes)
+    inside = interior(y)
     model.eval()
     preds: dict[str, list[torch.Tensor]] = {"layer1": [], "final": []}
     for k in range(0, len(x), 32):
@@ -126,6 +152,8 @@ def evaluate(
         for group, keep in (("easy", ds < EASY), ("hard", ds > HARD)):
             p, t = pred[keep], y[keep]
             valid = t != IGNORE
+            core = valid & inside[keep]
+            core_acc = float((p[core] == t[core]).double().mean())
             p, t = p[valid], t[valid]
             conf = torch.bincount(t * num_classes + p, minlength=num_classes**2)
             conf = conf.view(num_classes, num_classes).double()
@@ -134,6 +162,8 @@ def evaluate(
             result[f"{name}/{group}"] = {
                 "acc": float(inter.sum() / conf.sum()),
                 "miou": float((inter[present] / union[present]).mean()),
+                "interior_acc": core_acc,
+                "lookalike": lookalike_confusion(conf, names),
                 "images": int(keep.sum()),
             }
     return result
@@ -175,15 +205,20 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(
                 {"data": spec_of(config), "version": version, "exit": exit_name,
                  "images": group, "n": s["images"], "acc": s["acc"], "miou": s["miou"],
+                 "interior_acc": s["interior_acc"], "lookalike": s["lookalike"],
                  "train_s": round(seconds, 1)}
             )  # fmt: skip
         print(f"# version {version}: trained in {seconds:.0f} s", flush=True)
 
-    print(f"{'data':<28} {'exit':<7} {'images':<6} {'n':>4} {'pixel acc':>9} {'mIoU':>6}")
+    print(
+        f"{'data':<28} {'exit':<7} {'images':<6} {'n':>4} {'pixel acc':>9} {'mIoU':>6} "
+        f"{'interior acc':>12} {'look-alike conf.':>16}"
+    )
     for r in rows:
         print(
             f"{r['data']:<28} {r['exit']:<7} {r['images']:<6} {r['n']:>4} "
-            f"{100 * r['acc']:>9.1f} {100 * r['miou']:>6.1f}"
+            f"{100 * r['acc']:>9.1f} {100 * r['miou']:>6.1f} "
+            f"{100 * r['interior_acc']:>12.1f} {100 * r['lookalike']:>16.1f}"
         )
     print(json.dumps({"rows": rows, "args": vars(args)}))
 

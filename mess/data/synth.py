@@ -120,7 +120,7 @@ _TEXTURE = {
 }
 # Version 2: the look-alike groups. On hard images every member takes the appearance of the
 # group's first class (its colour distribution and texture), shared by the whole image.
-_LOOKALIKE_GROUPS = (
+LOOKALIKE_GROUPS = (
     ("road", "sidewalk"),
     ("car", "truck", "bus", "train"),
     ("building", "wall", "fence"),
@@ -129,7 +129,7 @@ _LOOKALIKE_GROUPS = (
     ("bicycle", "motorcycle"),
     ("traffic sign", "traffic light"),
 )
-_LOOKALIKE = {name: group[0] for group in _LOOKALIKE_GROUPS for name in group}
+_LOOKALIKE = {name: group[0] for group in LOOKALIKE_GROUPS for name in group}
 # Difficulty at which the group look starts and where it is complete.
 _LOOKALIKE_FROM, _LOOKALIKE_FULL = 0.2, 0.7
 VERSIONS = (1, 2)
