@@ -26,7 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mess.data.synth import LOOKALIKE_GROUPS, SynthConfig, class_names, generate, spec_of
+from mess.data.synth import (
+    LOOKALIKE_GROUPS,
+    SynthConfig,
+    class_names,
+    generate,
+    spec_of,
+    split_balance,
+)
 from mess.nn.models import build_model
 
 EASY, HARD = 1.0 / 3.0, 2.0 / 3.0
@@ -194,6 +201,12 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.data_seed,
             version=version,
         )
+        lengths = {"train": args.train_images, "test": args.test_images}
+        balance = split_balance(config, lengths)
+        means = ", ".join(
+            f"{split} {s['mean']:.3f} ± {s['se']:.3f}" for split, s in balance["splits"].items()
+        )
+        print(f"# {spec_of(config)} difficulty: {means} ({balance['max_diff_se']:.2f} SE apart)")
         x, y, _ = render(config, "train", args.train_images)
         tx, ty, tds = render(config, "test", args.test_images)
         torch.manual_seed(args.seed)
