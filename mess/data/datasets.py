@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from mess.data import folders
 from mess.data.folders import IGNORE_INDEX, DataError
-from mess.data.synth import SPLITS, SynthConfig, SynthSource
+from mess.data.synth import SPLITS, SynthSource, config_from_spec
 from mess.data.transforms import PairTransform, eval_transform, train_transform
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,11 @@ def build_dataset(
 ) -> SegmentationDataset:
     """Build a data set from a spec string.
 
-    Specs: ``synth`` or ``synth:N_CLASSES`` (mess-synth, generated on the fly),
-    ``cityscapes:DIR``, ``voc:DIR``, ``folder:DIR``. Splits: ``train``, ``calibration``
+    Specs: ``synth`` or ``synth:N_CLASSES`` (mess-synth, generated on the fly), either
+    followed by ``:KEY=VALUE`` generator options ``version``, ``seed``,
+    ``min_difficulty``, ``max_difficulty`` (e.g. ``synth:19:version=2:seed=3``; see
+    :func:`mess.data.synth.config_from_spec`), ``cityscapes:DIR``, ``voc:DIR``,
+    ``folder:DIR``. Splits: ``train``, ``calibration``
     (Cityscapes/VOC ``val``), ``test``, or a data set's own split name.
 
     Args:
@@ -149,7 +152,8 @@ def build_dataset(
     kind, _, arg = spec.partition(":")
     if kind not in SPEC_KINDS:
         raise DataError(
-            f"unknown data set {spec!r}: expected synth[:N], cityscapes:DIR, voc:DIR or folder:DIR"
+            f"unknown data set {spec!r}: expected synth[:N][:KEY=VALUE...], cityscapes:DIR, "
+            "voc:DIR or folder:DIR"
         )
     if length is not None and length < 1:
         raise DataError(f"length must be >= 1, got {length}")
@@ -183,22 +187,17 @@ def _synth_source(
     num_classes: int | None,
     length: int | None,
 ) -> SynthSource:
-    classes = num_classes
-    if arg:
-        try:
-            classes = int(arg)
-        except ValueError:
-            raise DataError(f"synth:{arg}: expected synth:N_CLASSES, e.g. synth:19") from None
-        if num_classes is not None and num_classes != classes:
-            raise DataError(f"synth:{arg} has {classes} classes, not num_classes={num_classes}")
     split = "calibration" if split == "val" else split
     if split not in SPLITS:
         raise DataError(f"unknown synth split {split!r}: expected one of {', '.join(SPLITS)}")
-    height, width = size or SYNTH_DEFAULT_SIZE
     try:
-        config = SynthConfig(
-            num_classes=classes or SYNTH_DEFAULT_CLASSES, height=height, width=width
+        config = config_from_spec(
+            arg,
+            num_classes=num_classes,
+            size=size or SYNTH_DEFAULT_SIZE,
+            default_classes=SYNTH_DEFAULT_CLASSES,
         )
     except ValueError as exc:
-        raise DataError(f"synth: {exc}") from None
+        msg = str(exc)
+        raise DataError(msg if msg.startswith("synth:") else f"synth: {msg}") from None
     return SynthSource(config, split, length or SYNTH_LENGTHS[split])

@@ -19,6 +19,18 @@ images are a few big flat regions of well separated colours; hard ones are many 
 low-contrast, textured, noisy, blurred and occluded objects, where colour alone no longer
 tells the class but the layout still does.
 
+Version 2 (``SynthConfig(version=2)``) makes depth matter. On hard images, classes come
+in look-alike groups (road and sidewalk; car, truck, bus and train; building, wall and
+fence; person, rider and pole; vegetation and terrain; bicycle and motorcycle; traffic
+sign and traffic light) whose instances take their colour and texture from one shared
+distribution per image, and whose parts (tyres, windows, lamps, heads, lane markings,
+trunks) fade into the body colour: a small window no longer tells them apart, only the
+object's size, shape or place in the scene does. The share of the group look grows with
+difficulty from none below 0.2 to all above 0.7, so easy images stay easy. Version 2 also
+stratifies the difficulties of a split (:func:`stratified_unit`), so that every split,
+of any length, has nearly the same difficulty histogram (:func:`split_balance`). Version 1
+is kept pixel for pixel.
+
 This module needs only numpy (Pillow for :func:`write_folder`); it never imports torch.
 """
 
@@ -27,7 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from functools import lru_cache, partial
 from pathlib import Path
@@ -106,6 +118,23 @@ _TEXTURE = {
     "terrain": 32.0,
     "sky": 20.0,
 }
+# Version 2: the look-alike groups. On hard images every member takes the appearance of the
+# group's first class (its colour distribution and texture), shared by the whole image.
+LOOKALIKE_GROUPS = (
+    ("road", "sidewalk"),
+    ("car", "truck", "bus", "train"),
+    ("building", "wall", "fence"),
+    ("person", "rider", "pole"),
+    ("vegetation", "terrain"),
+    ("bicycle", "motorcycle"),
+    ("traffic sign", "traffic light"),
+)
+_LOOKALIKE = {name: group[0] for group in LOOKALIKE_GROUPS for name in group}
+# Difficulty at which the group look starts and where it is complete.
+_LOOKALIKE_FROM, _LOOKALIKE_FULL = 0.2, 0.7
+VERSIONS = (1, 2)
+# 2**64 / golden ratio, odd: the step of the additive recurrence of version 2's difficulties.
+_WEYL_STEP = 0x9E3779B97F4A7C15
 _VEHICLE_LIKE = ("car", "truck", "bus", "train", "motorcycle", "bicycle", "person", "rider")
 _GLASS = (58, 68, 84)
 _TYRE = (22, 22, 24)
@@ -122,8 +151,13 @@ class SynthConfig:
         height: image height in pixels.
         width: image width in pixels.
         seed: base seed of the benchmark; keep 0 to share the published splits.
-        min_difficulty: lower end of the per-image difficulty, drawn uniformly.
-        max_difficulty: upper end of the per-image difficulty.
+        min_difficulty: lower end of the per-image difficulty, uniform over the range.
+        max_difficulty: upper end of the per-image difficulty. The range is the knob of
+            the share of easy images: in version 2, images below difficulty 0.2 have no
+            look-alikes, so ``max_difficulty=0.2`` is all easy and ``min_difficulty=0.7``
+            all hard.
+        version: 1 (the published generator, i.i.d. difficulties) or 2 (look-alike
+            classes on hard images, stratified difficulties).
     """
 
     num_classes: int = 8
@@ -132,6 +166,7 @@ class SynthConfig:
     seed: int = 0
     min_difficulty: float = 0.0
     max_difficulty: float = 1.0
+    version: int = 1
 
     def __post_init__(self) -> None:
         if not MIN_CLASSES <= self.num_classes <= MAX_CLASSES:
@@ -147,6 +182,8 @@ class SynthConfig:
             )
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.version not in VERSIONS:
+            raise ValueError(f"version must be one of {VERSIONS}, got {self.version}")
 
 
 def class_names(num_classes: int = 8) -> list[str]:
@@ -165,6 +202,86 @@ def class_names(num_classes: int = 8) -> list[str]:
         raise ValueError(f"num_classes must be {MIN_CLASSES}..{MAX_CLASSES}, got {num_classes}")
     keep = set(_PRIORITY[:num_classes])
     return [name for name in CITYSCAPES_CLASSES if name in keep]
+
+
+# Options of the data spec, with their parsers, in the order spec_of writes them.
+_SPEC_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "version": int,
+    "seed": int,
+    "min_difficulty": float,
+    "max_difficulty": float,
+}
+
+
+def config_from_spec(
+    arg: str,
+    *,
+    num_classes: int | None = None,
+    size: tuple[int, int] = (64, 64),
+    default_classes: int = 8,
+) -> SynthConfig:
+    """The :class:`SynthConfig` of the argument of a ``synth`` data spec.
+
+    The spec is ``synth``, ``synth:N`` or either followed by ``:KEY=VALUE`` options
+    (``version``, ``seed``, ``min_difficulty``, ``max_difficulty``), e.g.
+    ``synth:19:version=2:seed=3``; colons keep it free of shell metacharacters.
+
+    Args:
+        arg: what follows ``synth:`` (``""`` for plain ``synth``).
+        num_classes: the class count asked for elsewhere; must agree with ``N``.
+        size: ``(height, width)`` to render at.
+        default_classes: the class count when neither ``N`` nor ``num_classes`` gives one.
+
+    Returns:
+        The config.
+
+    Raises:
+        ValueError: a malformed spec, an unknown option or an invalid setting.
+    """
+    classes = num_classes
+    options: dict[str, Any] = {}
+    for k, part in enumerate(arg.split(":") if arg else []):
+        key, eq, value = part.partition("=")
+        if not eq:
+            if k > 0:
+                raise ValueError(f"synth:{arg}: {part!r} is not KEY=VALUE")
+            try:
+                classes = int(part)
+            except ValueError:
+                raise ValueError(
+                    f"synth:{arg}: expected synth:N_CLASSES[:KEY=VALUE...], e.g. synth:19"
+                ) from None
+            if num_classes is not None and num_classes != classes:
+                raise ValueError(
+                    f"synth:{arg} has {classes} classes, not num_classes={num_classes}"
+                )
+            continue
+        if key not in _SPEC_OPTIONS:
+            raise ValueError(
+                f"synth:{arg}: unknown option {key!r}: expected one of {', '.join(_SPEC_OPTIONS)}"
+            )
+        if key in options:
+            raise ValueError(f"synth:{arg}: {key} given twice")
+        try:
+            options[key] = _SPEC_OPTIONS[key](value)
+        except ValueError:
+            raise ValueError(f"synth:{arg}: {key}={value!r} is not a number") from None
+    height, width = size
+    return SynthConfig(
+        num_classes=classes or default_classes, height=height, width=width, **options
+    )
+
+
+def spec_of(config: SynthConfig) -> str:
+    """The data spec of ``config`` (the image size is not part of it); the inverse of
+    :func:`config_from_spec`, writing only the options that differ from the defaults."""
+    default = SynthConfig()
+    parts = [f"synth:{config.num_classes}"]
+    for key in _SPEC_OPTIONS:
+        value = getattr(config, key)
+        if value != getattr(default, key):
+            parts.append(f"{key}={value}")
+    return ":".join(parts)
 
 
 def image_seed(split: str, index: int, seed: int = 0) -> int:
@@ -189,14 +306,74 @@ def _rng(config: SynthConfig, split: str, index: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(image_seed(split, index, config.seed)))
 
 
-def _draw_difficulty(rng: np.random.Generator, config: SynthConfig) -> float:
+def stratified_unit(split: str, index: int, seed: int = 0) -> float:
+    """Version 2's position of image ``index`` in [0, 1): an additive recurrence.
+
+    ``frac(offset + index / golden ratio)``, in exact 64-bit integer arithmetic, with the
+    offset drawn from ``(seed, split)``. Every prefix ``0..n-1`` of it covers [0, 1) with
+    a discrepancy of order ``log(n) / n`` (against ``1 / sqrt(n)`` for i.i.d. draws), so
+    splits of any length share their difficulty histogram; unlike a shuffled stratified
+    sequence over a fixed length, an image's difficulty does not depend on how many images
+    the split has.
+
+    Args:
+        split: ``train``, ``calibration`` or ``test``.
+        index: 0 <= index < 2**32.
+        seed: the base seed (:attr:`SynthConfig.seed`).
+
+    Returns:
+        A float in [0, 1).
+    """
+    image_seed(split, index, seed)  # validates split and index
+    entropy = [seed, SPLITS.index(split), 0x57A7]
+    offset = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+    return ((offset + index * _WEYL_STEP) % (1 << 64)) / float(1 << 64)
+
+
+def _draw_difficulty(
+    rng: np.random.Generator, config: SynthConfig, split: str, index: int
+) -> float:
     lo, hi = config.min_difficulty, config.max_difficulty
-    return float(lo + (hi - lo) * rng.random())
+    if config.version == 1:
+        return float(lo + (hi - lo) * rng.random())
+    return float(lo + (hi - lo) * stratified_unit(split, index, config.seed))
 
 
 def difficulty_of(config: SynthConfig, split: str, index: int) -> float:
-    """The difficulty of one image without rendering it (it is the image's first draw)."""
-    return _draw_difficulty(_rng(config, split, index), config)
+    """The difficulty of one image without rendering it (version 1: the image's first
+    draw; version 2: :func:`stratified_unit` mapped onto the difficulty range)."""
+    return _draw_difficulty(_rng(config, split, index), config, split, index)
+
+
+def split_balance(config: SynthConfig, lengths: Mapping[str, int]) -> dict[str, Any]:
+    """How alike the difficulties of splits are.
+
+    Args:
+        config: what to generate.
+        lengths: images per split, e.g. ``{"train": 640, "calibration": 400, "test": 200}``.
+
+    Returns:
+        ``{"splits": {split: {"n", "mean", "std", "se"}}, "max_diff_se": float,
+        "pair": (split, split)}``: per split the mean, standard deviation and standard
+        error of the mean of the difficulty; the largest difference of two split means in
+        units of the standard error of that difference, ``sqrt(se_a**2 + se_b**2)``, and
+        the pair that has it.
+    """
+    splits: dict[str, dict[str, float]] = {}
+    for split, n in lengths.items():
+        d = np.array([difficulty_of(config, split, i) for i in range(n)])
+        std = float(d.std(ddof=1)) if n > 1 else 0.0
+        splits[split] = {"n": n, "mean": float(d.mean()), "std": std, "se": std / math.sqrt(n)}
+    worst, pair = 0.0, ("", "")
+    names = list(splits)
+    for a_i, a in enumerate(names):
+        for b in names[a_i + 1 :]:
+            se = math.hypot(splits[a]["se"], splits[b]["se"])
+            gap = abs(splits[a]["mean"] - splits[b]["mean"])
+            z = gap / se if se > 0 else (0.0 if gap == 0 else math.inf)
+            if z >= worst:
+                worst, pair = z, (a, b)
+    return {"splits": splits, "max_diff_se": worst, "pair": pair}
 
 
 def generate(
@@ -221,9 +398,10 @@ def generate(
         ((64, 64, 3), (64, 64))
     """
     rng = _rng(config, split, index)
-    drawn = _draw_difficulty(rng, config)
+    drawn = _draw_difficulty(rng, config, split, index)
     d = drawn if difficulty is None else float(np.clip(difficulty, 0.0, 1.0))
-    scene = _Scene(config.height, config.width, class_names(config.num_classes), rng, d)
+    names = class_names(config.num_classes)
+    scene = _Scene(config.height, config.width, names, rng, d, config.version)
     scene.compose()
     image, mask = scene.render()
     return image, mask, d
@@ -248,7 +426,7 @@ class SynthSource:
         self.split = split
         self.length = length
         self.class_names = tuple(class_names(config.num_classes))
-        self.name = f"synth:{config.num_classes} ({split})"
+        self.name = f"{spec_of(config)} ({split})"
 
     @property
     def num_classes(self) -> int:
@@ -303,7 +481,7 @@ def write_folder(
     stems = [f"{split}_{i:06d}" for i in range(count)]
     generator = {
         "name": "mess-synth",
-        "version": 1,
+        "version": config.version,
         "config": asdict(config),
         "split": split,
         "count": count,
@@ -428,13 +606,25 @@ class _Scene:
     """
 
     def __init__(
-        self, height: int, width: int, names: list[str], rng: np.random.Generator, d: float
+        self,
+        height: int,
+        width: int,
+        names: list[str],
+        rng: np.random.Generator,
+        d: float,
+        version: int = 1,
     ) -> None:
         self.h, self.w = height, width
         self.names = names
         self.ids = {name: i for i, name in enumerate(names)}
         self.rng = rng
         self.d = d
+        self.version = version
+        # Version 2: how far look-alike classes take their group's appearance (0 to 1),
+        # and the group colours of this image, drawn when first needed.
+        alike = (d - _LOOKALIKE_FROM) / (_LOOKALIKE_FULL - _LOOKALIKE_FROM)
+        self.alike = min(1.0, max(0.0, alike)) if version >= 2 else 0.0
+        self.group_colour: dict[str, _RGB] = {}
         self.inst = np.zeros((height, width), np.int16)
         self.cls: list[int] = []
         self.colour: list[_RGB] = []
@@ -464,12 +654,36 @@ class _Scene:
         self.colour.append(colour)
         self.group.append(i if group < 0 else group)
         self.flag.append(flag)
-        self.texture.append(_TEXTURE.get(name, 5.0))
+        texture = _TEXTURE.get(name, 5.0)
+        if self.alike > 0.0:
+            texture = _lerp(texture, _TEXTURE.get(_LOOKALIKE.get(name, name), 5.0), self.alike)
+        self.texture.append(texture)
         self.windows.append(windows)
         return i
 
     def colour_of(self, name: str) -> _RGB:
-        """An instance colour: the class colour, more and more jittered and borrowed."""
+        """An instance colour: the class colour, more and more jittered and borrowed.
+
+        Version 2 moves it, by :attr:`alike`, to its look-alike group's colour of this
+        image (the group's first class drawn once per image) plus a small jitter, the same
+        for every member of the group.
+        """
+        own = self._own_colour(name)
+        if self.alike == 0.0 or name not in _LOOKALIKE:
+            return own
+        leader = _LOOKALIKE[name]
+        if leader not in self.group_colour:
+            self.group_colour[leader] = self._own_colour(leader)
+        z = self.rng.standard_normal(3).tolist()
+        shared = tuple(c + 6.0 * dz for c, dz in zip(self.group_colour[leader], z, strict=True))
+        t = self.alike
+        return (
+            _lerp(own[0], shared[0], t),
+            _lerp(own[1], shared[1], t),
+            _lerp(own[2], shared[2], t),
+        )
+
+    def _own_colour(self, name: str) -> _RGB:
         d = self.d
         # Plain floats and batched draws: this runs for every instance.
         u_share, u_grey, u_mix = self.rng.random(3).tolist()
@@ -490,8 +704,9 @@ class _Scene:
         return (r * gain + jitter * z[1], g * gain + jitter * z[2], b * gain + jitter * z[3])
 
     def towards(self, colour: _RGB, target: _RGB, k: float) -> _RGB:
-        """A part colour: ``colour`` moved towards ``target`` more as difficulty grows."""
-        t = min(1.0, k * self.d)
+        """A part colour: ``colour`` moved towards ``target`` more as difficulty grows
+        (version 2: less again as look-alikes take over, a part colour being a local cue)."""
+        t = min(1.0, k * self.d) * (1.0 - self.alike)
         return (
             colour[0] + (target[0] - colour[0]) * t,
             colour[1] + (target[1] - colour[1]) * t,
@@ -610,7 +825,11 @@ class _Scene:
             strip_inst = np.full(n + 1, -1, np.int16)
             for k in np.flatnonzero(use).tolist():
                 name = strips[int(kinds[k])]
-                strip_inst[k] = self.add(name, self.colour_of(name))
+                win = 0.0
+                if name == "wall" and self.alike > 0.0:
+                    # Version 2: walls take the facades' windows too, as buildings' look-alike.
+                    win = self.alike * _lerp(4.0, 70.0, d) * float(rng.uniform(0.3, 1.0))
+                strip_inst[k] = self.add(name, self.colour_of(name), windows=win)
             band_top = base - (base - self.horizon) * height[seg]
             band = facade & (rows >= band_top[None, :]) & (strip_inst[seg] >= 0)[None, :]
             if self.has("fence"):
