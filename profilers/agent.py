@@ -288,6 +288,7 @@ class Agent:
             tier=self.config.tier,
             seed=job_id,
             progress=check,
+            fractions=job.get("exit_fractions"),
         )
         images = None
         if job.get("samples"):

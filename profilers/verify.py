@@ -6,6 +6,12 @@ policy before ``k`` still evaluated, so each path is timed as the shipped model 
 one session (one set of weights in memory, as on the device), with the protocol of a part
 (:func:`profilers.measure.time_session`: warm-up until settled, then the tier's runs). Paths
 are timed in a seeded random order, so that drift does not bias one of them.
+
+When the job gives the configuration's exit fractions, the paths are timed as a deployment
+runs them instead: one stream of runs whose path is drawn at random with those fractions
+(:func:`time_mixed`). A path timed over and over keeps its weights in the caches; in a stream
+where most images leave early, the deep layers' weights are cold when a rare image needs them,
+and the deep paths run slower (measured on the demo supernet: 15-25 % on its deepest paths).
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from profilers.measure import Timing, make_session, random_inputs, time_session
+from profilers.measure import TIERS, Timing, make_session, random_inputs, time_session
+from profilers.precision import median_halfwidth
 
 
 def measure_paths(
@@ -29,8 +36,13 @@ def measure_paths(
     tier: str = "quick",
     seed: int = 0,
     progress: Callable[[str, Timing], None] | None = None,
+    fractions: list[float] | None = None,
 ) -> list[list[float]]:
-    """Every timed run's ms of each exit path (early exits in order, terminal last)."""
+    """Every timed run's ms of each exit path (early exits in order, terminal last).
+
+    ``fractions``: the configuration's exit fractions, one per path: the paths are timed in
+    one stream mixed by them (:func:`time_mixed`); ``None``: each path on its own.
+    """
     import onnx
 
     from mess.onnx import FORCE_INPUT, force_paths, num_paths
@@ -40,16 +52,80 @@ def measure_paths(
         force_paths(proto).SerializeToString(), threads=threads, providers=providers
     )
     feeds = random_inputs(session, seed)
-    order = list(range(num_paths(proto)))
+    count = num_paths(proto)
+    path_feeds = [{**feeds, FORCE_INPUT: np.array(k, dtype=np.int64)} for k in range(count)]
+    if fractions is not None:
+        if len(fractions) != count:
+            raise ValueError(f"{len(fractions)} exit fractions for a model of {count} paths")
+        timings = time_mixed(session, path_feeds, fractions, tier=tier, seed=seed)
+        if progress is not None:
+            for k, timing in enumerate(timings):
+                progress(f"path {k}", timing)
+        return [t.samples_ms for t in timings]
+    order = list(range(count))
     random.Random(seed).shuffle(order)
     samples: dict[int, list[float]] = {}
     for k in order:
-        path_feeds = {**feeds, FORCE_INPUT: np.array(k, dtype=np.int64)}
-        timing = time_session(session, path_feeds, tier=tier, name=f"path {k}")
+        timing = time_session(session, path_feeds[k], tier=tier, name=f"path {k}")
         samples[k] = timing.samples_ms
         if progress is not None:
             progress(f"path {k}", timing)
     return [samples[k] for k in sorted(samples)]
+
+
+def mix_weights(fractions: list[float]) -> list[float]:
+    """The draw weights of the paths: the fractions, each raised to at least a quarter of an
+    even share, so that a path no calibration image takes is still timed (its time counts
+    for the worst case)."""
+    floor = 1.0 / (4 * len(fractions))
+    weights = [max(float(f), floor) for f in fractions]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def time_mixed(
+    session: Any,
+    path_feeds: list[dict[str, np.ndarray]],
+    fractions: list[float],
+    *,
+    tier: str = "quick",
+    seed: int = 0,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> list[Timing]:
+    """Time the paths in one stream, each run's path drawn with :func:`mix_weights`.
+
+    Warm-up: each path a few times, then the stream. It stops once every path has the tier's
+    minimum runs and either its median is known to the tier's target (adaptive tiers) or the
+    stream has run the tier's time for every path (``max_seconds``, fixed tiers
+    ``min_seconds``, times the number of paths); never before the minimum runs.
+    """
+    spec = TIERS[tier]
+    rng = random.Random(seed)
+    weights = mix_weights(fractions)
+    paths = list(range(len(path_feeds)))
+    run = session.run
+    for _ in range(5):
+        for k in paths:
+            run(None, path_feeds[k])
+    budget_s = spec.get("max_seconds", spec.get("min_seconds", 0.0)) * len(paths)
+    samples: list[list[float]] = [[] for _ in paths]
+    start = clock()
+    drawn = 0
+    while True:
+        k = rng.choices(paths, weights)[0]
+        t0 = clock()
+        run(None, path_feeds[k])
+        samples[k].append((clock() - t0) / 1e6)
+        drawn += 1
+        if drawn % len(paths) or min(len(x) for x in samples) < spec["min_runs"]:
+            continue
+        if (clock() - start) / 1e9 >= budget_s:
+            break
+        if "target" in spec:
+            widths = [median_halfwidth(x) for x in samples]
+            if all(w is not None and w <= spec["target"] for w in widths):
+                break
+    return [Timing(f"path {k}", samples[k], warmup_runs=5) for k in paths]
 
 
 IMAGE_RUNS = 5  # timed runs per sample image (after one untimed)

@@ -105,6 +105,7 @@ def lease(
             configurations=job.configurations or [],
             samples=job.kind == "verify"
             and bool(get_supernet(session, job.supernet_id).manifest.get("samples")),
+            exit_fractions=service.verify_fractions(session, job),
         )
     )
 

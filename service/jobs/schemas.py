@@ -176,6 +176,11 @@ class LeasedJob(BaseModel):
         default=False,
         description="verify: the bundle carries sample images (GET /v1/jobs/{id}/samples)",
     )
+    exit_fractions: list[float] | None = Field(
+        default=None,
+        description="verify: the configuration's exit fractions (calibration split), by "
+        "which the agent mixes the paths it times",
+    )
 
 
 class LeaseResponse(BaseModel):

@@ -156,6 +156,15 @@ def lease(
     return None
 
 
+def verify_fractions(session: Session, job: Job) -> list[float] | None:
+    """A verify job's exit fractions (those its verification is combined with), by which
+    the agent mixes the paths it times; None for other jobs."""
+    if job.kind != VERIFY or job.configuration_id is None:
+        return None
+    fractions = get_configuration(session, job.configuration_id).metrics.get("exit_fractions")
+    return [float(f) for f in fractions] if fractions else None
+
+
 def _held(session: Session, job_id: int, lease_id: str) -> Job:
     job = get_job(session, job_id)
     if job.status != LEASED or job.lease_id != lease_id:

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 
 from mess.bundle import samples_bytes
 from mess.onnx import assemble_model
@@ -107,3 +108,36 @@ def test_a_model_that_does_not_match_its_etag_fails_the_job(tmp_path: Path) -> N
     result = _agent(server, tmp_path).process_verification(server.queue.pop(0))
     assert "ETag" in result["failed"] and not server.uploads
     assert "ETag" in server.failures[0]["error"]
+
+
+class _CountingSession:
+    """A session whose runs take no time; it records which path each run took."""
+
+    def __init__(self) -> None:
+        self.paths: list[int] = []
+
+    def run(self, _outputs: Any, feeds: dict[str, Any]) -> None:
+        self.paths.append(int(feeds["path"]))
+
+
+def test_mixed_paths_are_drawn_by_the_exit_fractions_and_each_gets_its_minimum() -> None:
+    from profilers.verify import mix_weights, time_mixed
+
+    assert mix_weights([0.9, 0.1, 0.0]) == pytest.approx(
+        [0.9 / 1.0833, 0.1 / 1.0833, 0.0833 / 1.0833], rel=1e-3
+    )
+    session = _CountingSession()
+    feeds = [{"path": np.array(k)} for k in range(3)]
+    ticks = iter(range(0, 10**12, 1000))  # 1 us a run on a fake clock: the cap never binds
+    timings = time_mixed(
+        session, feeds, [0.9, 0.1, 0.0], tier="quick-fixed", clock=lambda: next(ticks)
+    )
+    stream = session.paths[15:]  # after 5 warm-up runs of each path
+    runs = [len(t.samples_ms) for t in timings]
+    assert runs == [stream.count(k) for k in range(3)]
+    assert min(runs) >= TIERS["quick-fixed"]["min_runs"]
+    shares = [r / sum(runs) for r in runs]
+    assert shares == pytest.approx(mix_weights([0.9, 0.1, 0.0]), abs=0.03)
+    # consecutive runs change path as a deployment's images do, not one path's block at a time
+    changes = sum(a != b for a, b in zip(stream, stream[1:], strict=False))
+    assert changes > len(stream) / 10

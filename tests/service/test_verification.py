@@ -65,6 +65,9 @@ def _lease_verify(client: TestClient, s: dict[str, Any]) -> dict[str, Any] | Non
     assert r.status_code == 200, r.text
     job: dict[str, Any] = r.json()["job"]
     assert job["kind"] == "verify" and job["configuration_id"]
+    config = client.get(f"/v1/configurations/{job['configuration_id']}", headers=s["agent"])
+    # the fractions the verification is combined with, for the agent to mix its paths by
+    assert job["exit_fractions"] == config.json()["metrics"]["exit_fractions"]
     return job
 
 
