@@ -53,6 +53,22 @@ def build_digests(preset: Preset) -> dict[str, str]:
     return stage_digests(digest_settings(preset), BUILD_STAGES)
 
 
+def training_settings(preset: Preset) -> dict[str, Any]:
+    """What both training stages (and the convergence check's extra stage 1) take from the
+    preset, besides epochs and learning rate."""
+    p = preset
+    return dict(
+        data=p.data,
+        batch_size=p.batch_size,
+        size=p.size,
+        train_length=p.train_images,
+        val_length=VAL_IMAGES,
+        seed=p.seed,
+        data_seed=p.data_seed,
+        workers=p.workers,
+    )
+
+
 def build_stages(*, workdir: Path, preset: Preset) -> list[Stage]:
     """The build's stages for ``preset`` in ``workdir``, in order, not yet run."""
     p = preset
@@ -68,16 +84,7 @@ def build_stages(*, workdir: Path, preset: Preset) -> list[Stage]:
         model = build_model(p.model, num_classes=p.num_classes, output_stride=p.output_stride)
         to_supernet(model, space=p.space).save(init)
 
-    common: dict[str, Any] = dict(
-        data=p.data,
-        batch_size=p.batch_size,
-        size=p.size,
-        train_length=p.train_images,
-        val_length=VAL_IMAGES,
-        seed=p.seed,
-        data_seed=p.data_seed,
-        workers=p.workers,
-    )
+    common = training_settings(p)
 
     def stage1() -> None:
         train_supernet(

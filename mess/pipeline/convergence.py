@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from mess.fileio import write_text_atomic
-from mess.pipeline.build import VAL_IMAGES, build_digests
+from mess.pipeline.build import build_digests, training_settings
 from mess.pipeline.data import pipeline_dataset
 from mess.pipeline.presets import Preset
 from mess.pipeline.reuse import Stage, run_stages
@@ -66,16 +66,9 @@ def run_convergence(*, workdir: Path, preset: Preset, console: Console) -> dict[
             stage="stage1",
             supernet=stage1,
             output=double,
-            data=preset.data,
             epochs=preset.stage1_epochs,
             lr=preset.lr,
-            batch_size=preset.batch_size,
-            size=preset.size,
-            train_length=preset.train_images,
-            val_length=VAL_IMAGES,
-            seed=preset.seed,
-            data_seed=preset.data_seed,
-            workers=preset.workers,
+            **training_settings(preset),
         )
 
     def validate() -> None:
