@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from mess.pipeline.data import pipeline_dataset
-from mess.pipeline.errors import PipelineError
 
 
 def calibrate_supernet(
@@ -59,22 +58,15 @@ def calibrate_supernet(
     sn = load_supernet(supernet)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dataset = pipeline_dataset(
-            data,
-            split,
-            data_seed=data_seed,
-            size=size,
-            num_classes=sn.num_classes,
-            length=length,
-            seed=seed,
-        )
-    except (ValueError, FileNotFoundError) as exc:
-        raise PipelineError(str(exc)) from None
-    if getattr(dataset, "num_classes", sn.num_classes) != sn.num_classes:
-        raise PipelineError(
-            f"{data} has {dataset.num_classes} classes, the supernet {sn.num_classes}"
-        )
+    dataset = pipeline_dataset(
+        data,
+        split,
+        data_seed=data_seed,
+        size=size,
+        num_classes=sn.num_classes,
+        length=length,
+        seed=seed,
+    )
     with Progress() as progress:
         task = progress.add_task(f"calibrating on {data}:{split}", total=len(dataset))
         arrays = calibrate(

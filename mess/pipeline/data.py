@@ -11,24 +11,43 @@ from typing import Any
 from mess.pipeline.errors import PipelineError
 
 
-def pipeline_dataset(data: str, split: str, *, data_seed: int = 0, **options: Any) -> Any:
-    """:func:`mess.data.build_dataset` of ``data``, its mess-synth images drawn from base seed
-    ``data_seed`` (:attr:`mess.data.SynthConfig.seed`; 0: the published splits).
+def seeded_spec(data: str, data_seed: int, num_classes: int | None = None) -> str:
+    """``data`` with mess-synth's base seed ``data_seed`` in its spec (0: unchanged, the
+    published splits; any other data refuses a seed). ``num_classes``: as given to
+    :func:`mess.data.build_dataset` (it fills a spec without a class count)."""
+    if not data_seed:
+        return data
+    name, _, arg = data.partition(":")
+    if name != "synth":
+        raise PipelineError(f"a data seed applies to mess-synth only, not {data}")
+    from mess.data.synth import config_from_spec, spec_of
 
-    The data spec does not carry the base seed, so it is set on the source here.
+    try:
+        config = config_from_spec(arg, num_classes=num_classes)
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from None
+    return spec_of(dataclasses.replace(config, seed=data_seed))
+
+
+def pipeline_dataset(
+    data: str, split: str, *, data_seed: int = 0, num_classes: int | None = None, **options: Any
+) -> Any:
+    """:func:`mess.data.build_dataset` of ``data`` with mess-synth's base seed ``data_seed``
+    (:func:`seeded_spec`), checked to have ``num_classes`` classes.
 
     Raises:
-        PipelineError: a data seed other than 0 for data that is not mess-synth.
+        PipelineError: the data cannot be read, refuses the seed or has other classes.
     """
-    from mess.data import SynthSource, build_dataset
+    from mess.data import build_dataset
 
-    dataset = build_dataset(data, split, **options)
-    if data_seed:
-        source = dataset.source
-        if not isinstance(source, SynthSource):
-            raise PipelineError(f"a data seed applies to mess-synth only, not {data}")
-        config = dataclasses.replace(source.config, seed=data_seed)
-        dataset.source = SynthSource(config, source.split, len(source))
+    spec = seeded_spec(data, data_seed, num_classes)
+    try:
+        dataset = build_dataset(spec, split, num_classes=num_classes, **options)
+    except (ValueError, FileNotFoundError) as exc:
+        raise PipelineError(str(exc)) from None
+    found = getattr(dataset, "num_classes", num_classes)
+    if num_classes is not None and found != num_classes:
+        raise PipelineError(f"{data} has {found} classes, the supernet {num_classes}")
     return dataset
 
 

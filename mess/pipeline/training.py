@@ -124,12 +124,8 @@ def train_supernet(
                 length=val_length,
                 seed=seed,
             )
-    except (ValueError, FileNotFoundError) as exc:
+    except ValueError as exc:  # the training settings
         raise PipelineError(str(exc)) from None
-    if getattr(train_set, "num_classes", sn.num_classes) != sn.num_classes:
-        raise PipelineError(
-            f"{data} has {train_set.num_classes} classes, the supernet {sn.num_classes}"
-        )
     if val_set is not None and val_length is not None and len(val_set) > val_length:
         val_set = torch.utils.data.Subset(val_set, range(val_length))
 

@@ -39,3 +39,24 @@ def test_split_difficulties_follow_the_data_seed(tmp_path) -> None:
     assert split_difficulties(f"folder:{tmp_path}", {"test": 1}, size=(8, 8), num_classes=4) is None
     with pytest.raises(PipelineError, match="mess-synth only"):
         pipeline_dataset(f"folder:{tmp_path}", "test", data_seed=1)
+
+
+def test_the_data_seed_travels_in_the_synth_spec() -> None:
+    from mess.data import SynthConfig, SynthSource
+    from mess.pipeline.data import seeded_spec
+
+    assert seeded_spec("synth:19:version=2", 0) == "synth:19:version=2"
+    assert seeded_spec("synth:19:version=2", 3) == "synth:19:version=2:seed=3"
+    assert seeded_spec("synth", 3, num_classes=12) == "synth:12:seed=3"
+    assert seeded_spec("synth:4:seed=1", 5) == "synth:4:seed=5"  # replaced, not given twice
+    with pytest.raises(PipelineError, match="mess-synth only"):
+        seeded_spec("voc:/data", 1)
+    source = pipeline_dataset("synth:4", "test", data_seed=3, size=(32, 32), length=2).source
+    assert isinstance(source, SynthSource) and source.config == SynthConfig(
+        num_classes=4, height=32, width=32, seed=3
+    )
+
+
+def test_a_class_count_other_than_the_supernets_is_refused() -> None:
+    with pytest.raises(PipelineError, match="classes"):
+        pipeline_dataset("synth:4", "test", num_classes=6, size=(32, 32), length=2)
