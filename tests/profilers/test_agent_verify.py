@@ -141,3 +141,17 @@ def test_mixed_paths_are_drawn_by_the_exit_fractions_and_each_gets_its_minimum()
     # consecutive runs change path as a deployment's images do, not one path's block at a time
     changes = sum(a != b for a, b in zip(stream, stream[1:], strict=False))
     assert changes > len(stream) / 10
+
+
+def test_an_adaptive_mixed_stream_stops_once_every_paths_median_is_known() -> None:
+    from profilers.verify import time_mixed
+
+    session = _CountingSession()
+    feeds = [{"path": np.array(k)} for k in range(2)]
+    ticks = iter(range(0, 10**15, 10**5))  # every run 0.1 ms exactly: a median known at once
+    timings = time_mixed(session, feeds, [0.5, 0.5], tier="quick", clock=lambda: next(ticks))
+    runs = [len(t.samples_ms) for t in timings]
+    least = TIERS["quick"]["min_runs"]
+    assert least <= min(runs) <= least + len(feeds)  # the first check after the minimum
+    assert sum(runs) < 4 * TIERS["quick"]["min_runs"]
+    assert all(t.median == pytest.approx(0.1) for t in timings)
