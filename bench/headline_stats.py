@@ -6,13 +6,13 @@ See docs/DESIGN.md, "Testing and benchmarks".
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import combinations
 from typing import Any
 
 import numpy as np
+
+from mess.data.synth import difficulty_balance
 
 CONVERGED_PP = 0.5  # validation mIoU at the budget vs twice the budget, at most this apart
 LEVEL = 0.95
@@ -125,26 +125,18 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 def split_balance(difficulties: Mapping[str, Sequence[float]]) -> dict[str, Any]:
     """Mean difficulty of each split, its standard deviation and standard error, and the
     pairs of splits whose means differ by more than the standard error of the difference
-    (``sqrt(se_a**2 + se_b**2)``).
+    (:func:`mess.data.synth.difficulty_balance`), as the JSON line reports them.
 
     Returns:
         ``{"difficulty": {split: {"images", "mean", "std", "sem"}}, "unbalanced": [[a, b]],
         "balanced": bool}``.
     """
-    per: dict[str, dict[str, float]] = {}
-    for split, values in difficulties.items():
-        mean, std = mean_std(values)
-        per[split] = {
-            "images": len(values),
-            "mean": mean,
-            "std": std,
-            "sem": std / math.sqrt(len(values)),
-        }
-    unbalanced = [
-        [a, b]
-        for a, b in combinations(per, 2)
-        if abs(per[a]["mean"] - per[b]["mean"]) > math.hypot(per[a]["sem"], per[b]["sem"])
-    ]
+    balance = difficulty_balance(difficulties)
+    per = {
+        split: {"images": v["n"], "mean": v["mean"], "std": v["std"], "sem": v["se"]}
+        for split, v in balance["splits"].items()
+    }
+    unbalanced = [[a, b] for (a, b), z in balance["gaps_se"].items() if z > 1.0]
     return {"difficulty": per, "unbalanced": unbalanced, "balanced": not unbalanced}
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache, partial
 from pathlib import Path
@@ -346,34 +346,42 @@ def difficulty_of(config: SynthConfig, split: str, index: int) -> float:
 
 
 def split_balance(config: SynthConfig, lengths: Mapping[str, int]) -> dict[str, Any]:
-    """How alike the difficulties of splits are.
+    """How alike the difficulties of splits are (:func:`difficulty_balance` of the splits'
+    per-image difficulties; nothing is rendered).
 
     Args:
         config: what to generate.
         lengths: images per split, e.g. ``{"train": 640, "calibration": 400, "test": 200}``.
+    """
+    return difficulty_balance(
+        {split: [difficulty_of(config, split, i) for i in range(n)] for split, n in lengths.items()}
+    )
+
+
+def difficulty_balance(difficulties: Mapping[str, Sequence[float]]) -> dict[str, Any]:
+    """How alike the difficulties of splits are, from each split's per-image difficulties.
 
     Returns:
-        ``{"splits": {split: {"n", "mean", "std", "se"}}, "max_diff_se": float,
-        "pair": (split, split)}``: per split the mean, standard deviation and standard
-        error of the mean of the difficulty; the largest difference of two split means in
-        units of the standard error of that difference, ``sqrt(se_a**2 + se_b**2)``, and
-        the pair that has it.
+        ``{"splits": {split: {"n", "mean", "std", "se"}}, "gaps_se": {(a, b): float},
+        "max_diff_se": float, "pair": (split, split)}``: per split the mean, sample standard
+        deviation and standard error of the mean; for every pair of splits the difference of
+        their means in units of the standard error of that difference,
+        ``sqrt(se_a**2 + se_b**2)``; the largest of those, and the pair that has it.
     """
     splits: dict[str, dict[str, float]] = {}
-    for split, n in lengths.items():
-        d = np.array([difficulty_of(config, split, i) for i in range(n)])
+    for split, values in difficulties.items():
+        d, n = np.asarray(values, dtype=np.float64), len(values)
         std = float(d.std(ddof=1)) if n > 1 else 0.0
         splits[split] = {"n": n, "mean": float(d.mean()), "std": std, "se": std / math.sqrt(n)}
-    worst, pair = 0.0, ("", "")
+    gaps: dict[tuple[str, str], float] = {}
     names = list(splits)
     for a_i, a in enumerate(names):
         for b in names[a_i + 1 :]:
             se = math.hypot(splits[a]["se"], splits[b]["se"])
             gap = abs(splits[a]["mean"] - splits[b]["mean"])
-            z = gap / se if se > 0 else (0.0 if gap == 0 else math.inf)
-            if z >= worst:
-                worst, pair = z, (a, b)
-    return {"splits": splits, "max_diff_se": worst, "pair": pair}
+            gaps[(a, b)] = gap / se if se > 0 else (0.0 if gap == 0 else math.inf)
+    pair = max(gaps, key=gaps.__getitem__) if gaps else ("", "")
+    return {"splits": splits, "gaps_se": gaps, "max_diff_se": gaps.get(pair, 0.0), "pair": pair}
 
 
 def generate(
