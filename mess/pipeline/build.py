@@ -26,7 +26,10 @@ from mess.pipeline.training import train_supernet
 # Each build output and the preset fields it depends on beyond those of the outputs above it.
 BUILD_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("supernet-init.pt", ("model", "num_classes", "space", "output_stride", "seed")),
-    ("stage1.pt", ("size", "train_images", "stage1_epochs", "batch_size", "lr", "data_seed")),
+    (
+        "stage1.pt",
+        ("size", "train_images", "stage1_epochs", "batch_size", "lr", "data_seed", "synth_version"),
+    ),
     ("supernet.pt", ("stage2_epochs", "heads_per_step", "stage2_lr")),
     ("stats.npz", ("calibration_images",)),
     ("supernet.mess", ()),
@@ -36,7 +39,7 @@ VAL_IMAGES = 64
 
 
 # Settings whose default is not hashed: the digests of folders built before they existed hold.
-UNHASHED_DEFAULTS = {"seed": 0, "data_seed": 0}
+UNHASHED_DEFAULTS = {"seed": 0, "data_seed": 0, "synth_version": 1}
 
 
 def digest_settings(preset: Preset) -> dict[str, Any]:
