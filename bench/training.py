@@ -1,24 +1,16 @@
 """MESS training benchmarks.
 
-Schemes (``--preset tiny|small``): three ways to train the same supernet on the same budget
-(the same number of training images seen), measured on the mess-synth test split:
-
-- ``two-stage`` (MESS): stage 1 (backbone + final + one sampled light exit per iteration) for
-  ``e1`` epochs, then stage 2 (frozen backbone, every head, positive filtering distillation)
-  for ``e2`` epochs;
-- ``end-to-end``: every exit trained jointly with the backbone for ``e1 + e2`` epochs
-  (``CE(final) + w * mean(CE(exits))``);
-- ``heads-only``: backbone + final alone for ``e1`` epochs, then the heads on the frozen
-  backbone for ``e2`` epochs with labels only (no distillation).
-
-Prints a table, then one JSON line ``{"rows": [{"scheme", "final_miou", "exit_miou"}...]}``.
+Schemes (``--preset small --seeds 3``): two-stage, end-to-end and heads-only training at equal
+optimizer steps from the headline build's converged stage 1 (:mod:`bench.training_schemes`),
+on the calibration split. Prints a table and the paper's claim as met or not, then one JSON
+line ``{"seeds", "rows": [{"scheme", "final", "exits_mean", ...}], "claim", "per_seed"}``.
 
 Stage-2 throughput (``--stage2-throughput``): images/s of one stage-2 step training every head
 of the full space from one backbone pass, vs. one head, vs. the backbone pass alone, and the
 peak memory of each (fresh process each; CPU: peak RSS via ``VmHWM``, CUDA:
 ``torch.cuda.max_memory_allocated``).
 
-    python -m bench.training --preset tiny --json
+    python -m bench.training --preset small --seeds 3 --json
     python -m bench.training --stage2-throughput [--size 64x64] [--batch-size 8]
     python -m bench.training --stage2-throughput --model torchvision:deeplabv3_resnet50 \
         --classes 19 --size 512x512 --batch-size 16 --mode backbone --mode "all, 36 per step"
@@ -27,7 +19,6 @@ peak memory of each (fresh process each; CPU: peak RSS via ``VmHWM``, CUDA:
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import multiprocessing as mp
 import time
@@ -35,51 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from mess.data import build_dataset
+from bench import training_schemes
+from bench._common import ALL_PRESETS, headline_workdir, positive_int
 from mess.nn import build_model, to_supernet
-from mess.nn.train import TrainConfig, evaluate, train_stage1, train_stage2
+from mess.nn.train import TrainConfig
 from mess.nn.train.distributed import Distributed
 from mess.nn.train.optim import build_optimizer
 from mess.nn.train.stage2 import Stage2
-from mess.space import FINAL
 
-
-@dataclass(frozen=True)
-class Preset:
-    size: tuple[int, int]
-    space: str
-    train_length: int
-    val_length: int
-    test_length: int
-    e1: int
-    e2: int
-    batch_size: int
-    lr: float
-    optimizer: str = "adamw"
-
-
-PRESETS = {
-    "tiny": Preset((64, 64), "tiny", 192, 64, 200, 2, 2, 8, 2e-3),
-    # 4 heads x 8 positions, the headline's first CPU subset (bench/RESULTS.md's training
-    # figures were taken with it): the full space's stage 2 takes hours per epoch on 2 CPU
-    # cores at 128x128
-    "small": Preset(
-        (128, 128),
-        "crm0-b0-rdi0-fcn,crm1-b0-rdi0-fcn,crm1-b1-rdi1-fcn,crm1-b0-rdi0-dlv3",
-        640,
-        64,
-        200,
-        4,
-        2,
-        16,
-        2e-3,
-    ),
-}
 NUM_CLASSES = 8
 
 
@@ -93,78 +51,6 @@ def _supernet(
     torch.manual_seed(seed)
     built = build_model(model, num_classes=classes, output_stride=output_stride)
     return to_supernet(built, space=space)
-
-
-def run_schemes(preset: Preset, *, seed: int = 0, progress: bool = True) -> list[dict[str, Any]]:
-    """Train the three schemes from the same initial supernet; test-split mIoU of every exit."""
-    data = f"synth:{NUM_CLASSES}"
-    train = build_dataset(
-        data, "train", size=preset.size, train=True, length=preset.train_length, seed=seed
-    )
-    test = build_dataset(data, "test", size=preset.size, length=preset.test_length)
-    initial = _supernet(preset.space, seed)
-    exits = initial.early_exit_ids
-
-    def config(epochs: int) -> TrainConfig:
-        return TrainConfig(
-            epochs=epochs,
-            batch_size=preset.batch_size,
-            lr=preset.lr,
-            optimizer=preset.optimizer,
-            seed=seed,
-            device="auto",
-            progress=progress,
-        )
-
-    rows = []
-    for scheme in ("two-stage", "end-to-end", "heads-only"):
-        sn = copy.deepcopy(initial)
-        start = time.perf_counter()
-        if scheme == "two-stage":
-            train_stage1(sn, train, config=config(preset.e1))
-            train_stage2(sn, train, config=config(preset.e2), distill_weight=1.0)
-        elif scheme == "end-to-end":
-            train_stage1(sn, train, config=config(preset.e1 + preset.e2), exits=exits, joint=True)
-        else:
-            train_stage1(sn, train, config=config(preset.e1), exit_weight=0.0)
-            train_stage2(sn, train, config=config(preset.e2), distill_weight=0.0)
-        seconds = time.perf_counter() - start
-        Console(stderr=True).print(f"{scheme}: trained in {seconds:.0f} s")
-        device = next(sn.parameters()).device
-        miou = evaluate(sn, test, [*exits, FINAL], batch_size=16, device=device)
-        rows.append(
-            {
-                "scheme": scheme,
-                "final_miou": miou[FINAL],
-                "exit_miou": {e: miou[e] for e in exits},
-                "images_seen": (preset.e1 + preset.e2) * len(train),
-                "seconds": round(seconds, 1),
-            }
-        )
-    return rows
-
-
-def print_schemes(rows: list[dict[str, Any]], positions: list[str]) -> None:
-    table = Table(title="test-split mIoU (%) by training scheme, same images seen")
-    table.add_column("scheme")
-    table.add_column("final", justify="right")
-    table.add_column("exits mean", justify="right")
-    for p in positions:
-        table.add_column(f"{p} best", justify="right")
-    table.add_column("s", justify="right")
-    for r in rows:
-        by_pos = [
-            max(v for e, v in r["exit_miou"].items() if e.rpartition("/")[0] == p)
-            for p in positions
-        ]
-        table.add_row(
-            r["scheme"],
-            f"{100 * r['final_miou']:.2f}",
-            f"{100 * np.mean(list(r['exit_miou'].values())):.2f}",
-            *[f"{100 * v:.2f}" for v in by_pos],
-            f"{r['seconds']:.0f}",
-        )
-    Console(width=200).print(table)
 
 
 # ---------------------------------------------------------------------- stage-2 throughput
@@ -347,11 +233,17 @@ def print_throughput(rows: list[dict[str, Any]], shape: ThroughputShape) -> None
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--preset", choices=sorted(ALL_PRESETS), default="small")
+    parser.add_argument(
+        "--seeds", type=positive_int, default=1, help="Training seeds 0..K-1 (record: 3)."
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="The headline's build folder (default: its own)."
+    )
     parser.add_argument("--stage2-throughput", action="store_true", help="Stage-2 cost study.")
     parser.add_argument("--size", default="64x64", help="Throughput input size HxW.")
     parser.add_argument("--batch-size", type=int, default=8, help="Throughput batch size.")
@@ -372,7 +264,7 @@ def main() -> None:
     )
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--json", action="store_true", help="Print one JSON line last.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.stage2_throughput:
         h, w = (int(v) for v in args.size.lower().split("x"))
@@ -385,12 +277,14 @@ def main() -> None:
         if args.json:
             print(json.dumps({"stage2_throughput": rows}))
         return
-    preset = PRESETS[args.preset]
-    rows = run_schemes(preset, seed=args.seed, progress=not args.no_progress)
-    positions = list(dict.fromkeys(e.rpartition("/")[0] for e in rows[0]["exit_miou"]))
-    print_schemes(rows, positions)
+    console = Console(stderr=args.json)
+    workdir = args.workdir or headline_workdir(args.preset)
+    study = training_schemes.run(
+        ALL_PRESETS[args.preset], workdir=workdir, seeds=args.seeds, console=console
+    )
+    training_schemes.print_study(study, console)
     if args.json:
-        print(json.dumps({"rows": rows}))
+        print(json.dumps(study))
 
 
 if __name__ == "__main__":

@@ -91,7 +91,13 @@ def build_stages(*, workdir: Path, preset: Preset) -> list[Stage]:
 
     def stage1() -> None:
         train_supernet(
-            stage="stage1", supernet=init, output=s1, epochs=p.stage1_epochs, lr=p.lr, **common
+            stage="stage1",
+            supernet=init,
+            output=s1,
+            epochs=p.stage1_epochs,
+            lr=p.lr,
+            resume="auto",
+            **common,
         )
 
     def stage2() -> None:
@@ -102,6 +108,7 @@ def build_stages(*, workdir: Path, preset: Preset) -> list[Stage]:
             epochs=p.stage2_epochs,
             lr=p.stage2_peak_lr,
             heads_per_step=p.heads_per_step,
+            resume="auto",
             **common,
         )
 

@@ -68,6 +68,7 @@ def run_convergence(*, workdir: Path, preset: Preset, console: Console) -> dict[
             output=double,
             epochs=preset.stage1_epochs,
             lr=preset.lr,
+            resume="auto",
             **training_settings(preset),
         )
 

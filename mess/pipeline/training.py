@@ -31,13 +31,14 @@ def train_supernet(
     device: str = "auto",
     seed: int = 0,
     data_seed: int = 0,
-    resume: bool = False,
+    resume: bool | str = False,
     progress: bool = True,
     exit_heads: list[str] | None = None,
     exit_weight: float = 1.0,
     distill_weight: float = 1.0,
     temperature: float = 2.0,
     heads_per_step: int = 0,
+    joint: bool = False,
 ) -> list[dict[str, Any]]:
     """Run one training stage and write the trained supernet.
 
@@ -57,13 +58,17 @@ def train_supernet(
         device: ``auto``, ``cpu`` or ``cuda``.
         seed: seed of every random choice.
         data_seed: mess-synth's base seed (0: the published splits).
-        resume: continue from ``output.ckpt``.
+        resume: continue from ``output.ckpt``; ``"auto"``: when it exists (the pipeline's
+            stages: a build stopped mid-stage goes on from its last epoch; the reuse rule has
+            removed any checkpoint made from other inputs).
         progress: show progress bars.
         exit_heads: stage 1 candidate heads (default: the lightest head of the space).
         exit_weight: stage 1 weight of the early-exit loss.
         distill_weight: stage 2 weight of positive filtering distillation.
         temperature: stage 2 distillation temperature.
         heads_per_step: stage 2 heads per forward/backward group (0: all).
+        joint: stage 1 trains every early exit of the space with the backbone at every
+            iteration (the end-to-end multi-exit scheme) instead of one sampled light exit.
 
     Returns:
         The per-epoch records as JSON-ready dicts.
@@ -89,6 +94,10 @@ def train_supernet(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise PipelineError("--device cuda: CUDA is not available on this machine")
     ckpt = checkpoint_path(output)
+    if resume == "auto":
+        resume = ckpt.is_file()
+    elif resume not in (True, False):
+        raise PipelineError(f"invalid resume {resume!r}: use True, False or 'auto'")
     if resume and not ckpt.is_file():
         raise PipelineError(f"--resume: no checkpoint {ckpt}")
     sn = load_supernet(supernet)
@@ -137,8 +146,15 @@ def train_supernet(
     }
     try:
         if stage == "stage1":
+            exits = sn.early_exit_ids if joint else None
             history = train_stage1(
-                sn, train_set, exit_heads=exit_heads, exit_weight=exit_weight, **common
+                sn,
+                train_set,
+                exits=exits,
+                exit_heads=exit_heads,
+                exit_weight=exit_weight,
+                joint=joint,
+                **common,
             )
         else:
             history = train_stage2(

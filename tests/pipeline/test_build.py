@@ -100,3 +100,36 @@ def test_unusable_training_inputs_raise_the_librarys_error(
     kwargs = {"stage": "stage1", "supernet": tmp_path / "sn.pt", "data": "synth"}
     with pytest.raises(PipelineError, match=message):
         train_supernet(**{**kwargs, **options}, output=tmp_path / "out.pt")
+
+
+def test_a_build_stopped_mid_stage_goes_on_from_its_last_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mess.nn.train.stage1 import Stage1
+
+    preset = dataclasses.replace(MICRO, stage1_epochs=2)
+    run_build(workdir=tmp_path, preset=preset, console=QUIET)
+    trained = (tmp_path / "stage1.pt").read_bytes()
+    assert (tmp_path / "stage1.pt.ckpt").is_file()
+    for name in ("stage1.pt", "supernet.pt", "stats.npz", "supernet.mess"):
+        (tmp_path / name).unlink()  # as if stopped after stage 1's last epoch, before saving
+
+    def no_more_steps(*args: object, **kwargs: object) -> float:
+        raise AssertionError("stage 1 trained again instead of resuming")
+
+    monkeypatch.setattr(Stage1, "step", no_more_steps)
+    monkeypatch.setattr("mess.pipeline.build.calibrate_supernet", lambda **kw: None)
+    with pytest.raises(FileNotFoundError):  # stage 2 resumes too; calibration is skipped here
+        run_build(workdir=tmp_path, preset=preset, console=QUIET)
+    assert (tmp_path / "stage1.pt").read_bytes() == trained
+
+
+def test_auto_resume_refuses_nonsense(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="resume"):
+        train_supernet(
+            stage="stage1",
+            supernet=tmp_path / "x.pt",
+            data="synth",
+            output=tmp_path / "y.pt",
+            resume="always",
+        )
