@@ -14,7 +14,7 @@ from mess.search.front import NoFeasibleConfiguration, Objective, ParetoFront
 from mess.search.kernels import HAVE_NUMBA
 from mess.search.problem import Problem, SearchSpace
 from mess.search.result import SearchResult
-from mess.search.shards import Shard
+from mess.search.shards import Shard, fingerprints
 from mess.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,12 @@ def compute_fronts(
         dev,
         f", shard {shard}" if shard is not None else "",
     )
-    return run(spaces, backend=back, device=dev, progress=progress, threads=threads, shard=shard)
+    fronts = run(spaces, backend=back, device=dev, progress=progress, threads=threads, shard=shard)
+    if shard is not None:
+        for front, key in zip(fronts, fingerprints(stats, costs), strict=True):
+            if front.shard is not None:
+                front.shard["search"] = key
+    return fronts
 
 
 def compute_front(

@@ -362,7 +362,7 @@ def _finish(
     col: Collector,
     total: int,
     seconds: float,
-    shard: dict[str, int] | None = None,
+    shard: dict[str, Any] | None = None,
 ) -> ParetoFront:
     p = space.problem
     p90, counts = space.tails(col.ranks)

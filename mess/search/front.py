@@ -174,7 +174,8 @@ class ParetoFront:
         configs_evaluated: size of the space (of its part, for a shard's front).
         seconds: time the search took.
         shard: for one shard of a sharded search (:mod:`mess.search.shards`),
-            ``{"index", "count", "space_size"}``; None for a whole search.
+            ``{"index", "count", "space_size", "search"}`` (``search``: the statistics'
+            and costs' fingerprint); None for a whole search.
     """
 
     exp: np.ndarray
@@ -187,7 +188,7 @@ class ParetoFront:
     reference_miou: float
     configs_evaluated: int
     seconds: float = 0.0
-    shard: dict[str, int] | None = None
+    shard: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return len(self.exp)
@@ -404,13 +405,17 @@ class ParetoFront:
         )
 
 
-def _shard_record(path: Path, record: Any) -> dict[str, int] | None:
+def _shard_record(path: Path, record: Any) -> dict[str, Any] | None:
     """A front file's shard record, checked."""
     if record is None:
         return None
     keys = ("index", "count", "space_size")
-    if not isinstance(record, dict) or not all(
-        isinstance(record.get(k), int) and not isinstance(record.get(k), bool) for k in keys
+    if (
+        not isinstance(record, dict)
+        or not all(
+            isinstance(record.get(k), int) and not isinstance(record.get(k), bool) for k in keys
+        )
+        or not isinstance(record.get("search"), str)
     ):
         raise ValueError(f"{path}: bad shard record {record!r}")
-    return {k: int(record[k]) for k in keys}
+    return {**{k: int(record[k]) for k in keys}, "search": record["search"]}

@@ -14,14 +14,18 @@ the union of the shards' fronts is the front of the whole space (:func:`merge_fr
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import json
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from mess.costs import CostTable
 from mess.search.front import ParetoFront, exact_front
+from mess.stats import Stats
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,30 @@ def assign(weights: Sequence[int] | np.ndarray, count: int) -> np.ndarray:
     return owner
 
 
+def fingerprints(stats: Stats, tables: Sequence[CostTable]) -> list[str]:
+    """Per cost table, a sha256 of everything its front depends on besides the search
+    options (which the front's ``space`` holds): the statistics' arrays and metadata and
+    the table's costs and unit. Shards record it so that the merge refuses parts of
+    different searches, such as two devices' tables in one unit."""
+    h = hashlib.sha256()
+    h.update(json.dumps(stats.meta, sort_keys=True, default=str).encode())
+    for a in (stats.intersection, stats.predicted, stats.target, stats.confidence):
+        arr = np.ascontiguousarray(a)
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(arr.data)
+    base = h.digest()
+    out = []
+    for t in tables:
+        costs = {
+            "unit": t.unit,
+            "segments": list(t.segments.items()),
+            "heads": sorted(t.heads.items()),
+            "policy": sorted(t.policy.items()),
+        }
+        out.append(hashlib.sha256(base + json.dumps(costs).encode()).hexdigest())
+    return out
+
+
 def _check_parts(fronts: Sequence[ParetoFront]) -> int:
     """Check that ``fronts`` are every shard of one search, once each; returns the space
     size."""
@@ -128,8 +156,10 @@ def _check_parts(fronts: Sequence[ParetoFront]) -> int:
                 f"front {i} comes from another search space than front 0 (other stats, "
                 "options or cost unit)"
             )
-        if f.reference_miou != first.reference_miou:
-            raise ValueError(f"front {i} comes from other statistics than front 0")
+        if f.reference_miou != first.reference_miou or info.get("search") != infos[0].get("search"):
+            raise ValueError(
+                f"front {i} comes from other statistics or costs than front 0 (another search)"
+            )
     seen = sorted(info["index"] for info in infos)
     duplicate = sorted({s for s in seen if seen.count(s) > 1})
     if duplicate:
