@@ -281,7 +281,7 @@ def search_command(
         str | None,
         typer.Option(
             help="Compute only shard I of N (I/N, I from 0) and write its front(s) to "
-            "--front-out; merge all N with mess merge."
+            "--front-out (exit 0: a shard answers no query); merge all N with mess merge."
         ),
     ] = None,
 ) -> None:
@@ -290,7 +290,7 @@ def search_command(
     Several --costs search a fleet: one walk of the space answers for every table, in order.
 
     Exit codes: 2 for bad input files or arguments, 3 when no configuration is feasible (for
-    several --costs: for no table; never for a --shard run, which answers no query).
+    several --costs: for no table).
 
     Example: mess search --stats s.npz --costs k.json --objective max-accuracy --budget 30 --json
     """
