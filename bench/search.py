@@ -16,6 +16,12 @@ same space (the first is the one above), next to the single-table search of the 
 that each fleet front equals its own single-table front bit for bit (``--check first``: the
 first only, which saves K - 1 single searches) and prints a table (devices, seconds, ratio to
 one device, configurations/s over all devices, identical) and its JSON line.
+
+With ``--shards N`` (N > 1) it also runs the same search as N shards (``compute_front(...,
+shard=Shard(i, N))``), one after the other in this process on the same threads, merges their
+fronts (``merge_fronts``), checks the merge equals the unsharded front bit for bit and prints
+each shard's configurations and seconds, their sum and maximum against the unsharded time (the
+maximum is the wall time N such machines would take), the merge's time, and its JSON line.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from mess.costs import load_costs, save_costs
 from mess.search import Configuration, ExitRule, Problem, SearchSpace, compute_front
 from mess.search.api import compute_fronts, resolve
 from mess.search.front import ParetoFront
+from mess.search.shards import Shard, merge_fronts
 from mess.stats import load_stats, save_stats
 from mess.testing import random_costs, random_stats
 
@@ -132,6 +139,64 @@ def _print_fleet(out: dict) -> None:
     print(json.dumps(out))
 
 
+def _sharded(args: argparse.Namespace, whole: ParetoFront, seconds: float, run) -> dict:
+    """Time the search as ``args.shards`` shards against the unsharded one (``whole``,
+    ``seconds``), merge them and check the merge."""
+    parts, times = [], []
+    for i in range(args.shards):
+        t0 = time.perf_counter()
+        parts.append(run(Shard(i, args.shards)))
+        times.append(time.perf_counter() - t0)
+        print(
+            f"shard {i}/{args.shards}: {parts[-1].configs_evaluated:,} configurations in "
+            f"{times[-1]:,.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    t0 = time.perf_counter()
+    merged = merge_fronts(parts)
+    merge_seconds = time.perf_counter() - t0
+    return {
+        "shards": args.shards,
+        "unsharded_seconds": round(seconds, 2),
+        "shard_seconds": [round(t, 2) for t in times],
+        "shard_configurations": [p.configs_evaluated for p in parts],
+        "sum_seconds": round(sum(times), 2),
+        "max_seconds": round(max(times), 2),
+        "sum_ratio": sum(times) / seconds,
+        "max_ratio": max(times) / seconds,
+        "merge_seconds": round(merge_seconds, 3),
+        "identical": _identical(merged, whole)
+        and merged.configs_evaluated == whole.configs_evaluated,
+    }
+
+
+def _print_sharded(out: dict) -> None:
+    rows = [("run", "configurations", "seconds", "ratio to unsharded")]
+    total = sum(out["shard_configurations"])
+    rows.append(("unsharded", f"{total:,}", f"{out['unsharded_seconds']:,.2f}", "1.00"))
+    for i, (n, t) in enumerate(zip(out["shard_configurations"], out["shard_seconds"], strict=True)):
+        rows.append(
+            (
+                f"shard {i}/{out['shards']}",
+                f"{n:,}",
+                f"{t:,.2f}",
+                f"{t / out['unsharded_seconds']:.2f}",
+            )
+        )
+    rows.append(
+        ("shards, sum", f"{total:,}", f"{out['sum_seconds']:,.2f}", f"{out['sum_ratio']:.2f}")
+    )
+    rows.append(("shards, max", "", f"{out['max_seconds']:,.2f}", f"{out['max_ratio']:.2f}"))
+    rows.append(("merge", "", f"{out['merge_seconds']:,.3f}", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print()
+    for r in rows:
+        print("  ".join(f"{v:<{w}}" for v, w in zip(r, widths, strict=True)))
+    print(f"merged front identical to the unsharded one: {'yes' if out['identical'] else 'NO'}")
+    print(json.dumps(out))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--positions", type=int, default=16)
@@ -148,6 +213,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--devices", type=int, default=1, help="cost tables of a fleet search")
     ap.add_argument("--check", choices=("all", "first"), default="all", help="fleet fronts checked")
+    ap.add_argument("--shards", type=int, default=1, help="also run the search as N shards")
     args = ap.parse_args()
 
     pixel = [round(0.5 + 0.1 * i, 2) for i in range(args.pixel_thresholds)]
@@ -197,7 +263,7 @@ def main() -> None:
     )
 
     device, backend = resolve(args.device, args.backend)
-    if args.devices > 1:  # compile (or load) the kernel before either timing
+    if args.devices > 1 or args.shards > 1:  # compile (or load) the kernel before timing
         compute_front(stats, costs, backend=backend, device=device, max_exits=1)
     t0 = time.perf_counter()
     cpu0 = time.process_time()
@@ -261,6 +327,15 @@ def main() -> None:
 
         fleet = _fleet(args, stats, costs, front, seconds, run)
         out["fleet"] = fleet
+    sharded = None
+    if args.shards > 1:
+
+        def run_shard(shard: Shard) -> ParetoFront:
+            kw = {"backend": backend, "device": device, "threads": args.threads, **options}
+            return compute_front(stats, costs, shard=shard, **kw)
+
+        sharded = _sharded(args, front, seconds, run_shard)
+        out["sharded"] = sharded
     if args.json:
         print(json.dumps(out))
         return
@@ -297,6 +372,8 @@ def main() -> None:
         print(f"{k:<{width}}  {v}")
     if fleet is not None:
         _print_fleet(fleet)
+    if sharded is not None:
+        _print_sharded(sharded)
 
 
 if __name__ == "__main__":

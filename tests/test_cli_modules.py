@@ -14,6 +14,7 @@ HELP_ORDER = [
     "query",
     "run",
     "search",
+    "merge",
     "serve",
     "push",
     "synth",

@@ -20,6 +20,7 @@ from mess.cli import assemble as _assemble  # noqa: F401
 from mess.cli import query as _query  # noqa: F401
 from mess.cli import run as _run  # noqa: F401
 from mess.cli import search as _search  # noqa: F401
+from mess.cli import merge as _merge  # noqa: F401
 from mess.cli import serve as _serve  # noqa: F401
 from mess.cli import push as _push  # noqa: F401
 from mess.cli import synth as _synth  # noqa: F401

@@ -1,7 +1,8 @@
 """``mess search``: the exact exhaustive search, offline (docs/DESIGN.md, "Search").
 
 Several ``--costs`` (one cost table per device kind) share one walk of the space: a fleet
-search, whose answers come one per table, in the order given.
+search, whose answers come one per table, in the order given. ``--shard I/N`` computes one
+shard's part and writes its front(s); ``mess merge`` merges the shards' and answers.
 """
 
 from __future__ import annotations
@@ -39,6 +40,91 @@ def front_paths(folder: Path, costs: Sequence[Path]) -> list[Path]:
     return [folder / f"{i}-{c.stem}.npz" for i, c in enumerate(costs)]
 
 
+def check_query(objective: str, budget: float | None, max_drop: float | None) -> None:
+    if objective not in OBJECTIVES:
+        raise UserError(f"--objective must be one of {', '.join(OBJECTIVES)}")
+    if objective == "max-accuracy" and budget is None:
+        raise UserError("--objective max-accuracy needs --budget")
+    if objective == "min-cost" and max_drop is None:
+        raise UserError("--objective min-cost needs --max-drop")
+
+
+def _load(stats: Path, costs: Sequence[Path]) -> tuple[Any, list[Any]]:
+    from mess.costs import CostsError, load_costs
+    from mess.stats import StatsError, load_stats
+
+    try:
+        return load_stats(stats), [load_costs(c) for c in costs]
+    except (StatsError, CostsError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def parse_shard(text: str) -> Any:
+    """``"I/N"`` -> ``Shard(I, N)``; a clear error otherwise."""
+    from mess.search import Shard
+
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise UserError(f"--shard: {exc}") from None
+
+
+def run_shard_search(
+    stats: Path,
+    costs: Sequence[Path],
+    *,
+    shard: str,
+    front_out: Path | None,
+    max_exits: int = 3,
+    image_thresholds: list[float] | None = None,
+    per_exit_thresholds: bool = False,
+    truncation: bool = True,
+    progress: Any = None,
+) -> list[tuple[Path, Any]]:
+    """Compute one shard's fronts (``shard`` is ``"I/N"``) and write them to ``front_out``:
+    a file for one table, a folder (:func:`front_paths`) for several.
+
+    Returns:
+        ``(path, front)`` per table, in order.
+
+    Raises:
+        UserError: bad files or arguments (code 2).
+    """
+    from mess.search import compute_fronts
+
+    part = parse_shard(shard)
+    if front_out is None:
+        raise UserError("--shard needs --front-out: the shard's front is its whole answer")
+    if not costs:
+        raise UserError("give --costs at least once")
+    if len(costs) > 1 and front_out.is_file():
+        raise UserError(f"--front-out {front_out} is a file: several --costs need a folder")
+    st, tables = _load(stats, costs)
+    try:
+        fronts = compute_fronts(
+            st,
+            tables,
+            max_exits=max_exits,
+            image_thresholds=image_thresholds,
+            per_exit_thresholds=per_exit_thresholds,
+            truncation=truncation,
+            progress=progress,
+            shard=part,
+        )
+    except KeyboardInterrupt:
+        raise UserError("interrupted", code=130) from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if len(costs) == 1:
+        paths = [front_out]
+    else:
+        front_out.mkdir(parents=True, exist_ok=True)
+        paths = front_paths(front_out, costs)
+    for front, path in zip(fronts, paths, strict=True):
+        front.save(path)
+    return list(zip(paths, fronts, strict=True))
+
+
 def run_fleet_search(
     stats: Path,
     costs: Sequence[Path],
@@ -64,25 +150,14 @@ def run_fleet_search(
     Raises:
         UserError: bad files or arguments (code 2).
     """
-    from mess.costs import CostsError, load_costs
     from mess.search import NoFeasibleConfiguration, search_fleet
-    from mess.stats import StatsError, load_stats
 
-    if objective not in OBJECTIVES:
-        raise UserError(f"--objective must be one of {', '.join(OBJECTIVES)}")
-    if objective == "max-accuracy" and budget is None:
-        raise UserError("--objective max-accuracy needs --budget")
-    if objective == "min-cost" and max_drop is None:
-        raise UserError("--objective min-cost needs --max-drop")
+    check_query(objective, budget, max_drop)
     if not costs:
         raise UserError("give --costs at least once")
     if front_out is not None and len(costs) > 1 and front_out.is_file():
         raise UserError(f"--front-out {front_out} is a file: several --costs need a folder")
-    try:
-        st = load_stats(stats)
-        tables = [load_costs(c) for c in costs]
-    except (StatsError, CostsError) as exc:
-        raise UserError(str(exc)) from None
+    st, tables = _load(stats, costs)
     try:
         answers = search_fleet(
             st,
@@ -202,6 +277,13 @@ def search_command(
             "one <index>-<costs stem>.npz per table."
         ),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="Compute only shard I of N (I/N, I from 0) and write its front(s) to "
+            "--front-out (exit 0: a shard answers no query); merge all N with mess merge."
+        ),
+    ] = None,
 ) -> None:
     """Exact exhaustive search of early exits and exit policy for a cost budget.
 
@@ -214,6 +296,7 @@ def search_command(
     """
     from rich.progress import BarColumn, Progress, TimeRemainingColumn
 
+    check_query(objective, budget, max_drop)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -223,6 +306,20 @@ def search_command(
         disable=not sys.stderr.isatty(),
         console=None,
     ) as bar:
+        if shard is not None:
+            written = run_shard_search(
+                stats,
+                costs,
+                shard=shard,
+                front_out=front_out,
+                max_exits=max_exits,
+                image_thresholds=parse_thresholds(image_thresholds),
+                per_exit_thresholds=per_exit_thresholds,
+                truncation=not no_truncation,
+                progress=bar,
+            )
+            _print_shard(shard, written, json_out)
+            return
         answers = run_fleet_search(
             stats,
             costs,
@@ -237,6 +334,16 @@ def search_command(
             front_out=front_out,
             progress=bar,
         )
+    report(answers, [str(c) for c in costs], json_out)
+
+
+def report(answers: Sequence[Any], labels: Sequence[str], json_out: bool) -> None:
+    """Print the answers as ``mess search`` does, one per table (``labels`` name the tables
+    of a fleet); a single answer as a single search.
+
+    Raises:
+        UserError: code 3 when no answer is feasible.
+    """
     if len(answers) == 1:
         if _infeasible(answers[0]):
             raise UserError(str(answers[0]), code=3)
@@ -245,13 +352,32 @@ def search_command(
     if json_out:
         typer.echo(json.dumps([answer_json(a) for a in answers]))
     else:
-        for path, answer in zip(costs, answers, strict=True):
+        for label, answer in zip(labels, answers, strict=True):
             if _infeasible(answer):
-                typer.echo(f"{path}: no feasible configuration: {answer}")
+                typer.echo(f"{label}: no feasible configuration: {answer}")
             else:
-                _table(answer, _unit(answer), f" ({path})")
+                _table(answer, _unit(answer), f" ({label})")
     if all(_infeasible(a) for a in answers):
         raise UserError("no cost table has a feasible configuration", code=3)
+
+
+def _print_shard(shard: str, written: Sequence[tuple[Path, Any]], json_out: bool) -> None:
+    """What a ``--shard`` run prints: its part's size and time, and where its fronts went."""
+    f = written[0][1]
+    if json_out:
+        info = {
+            "shard": str(parse_shard(shard)),
+            "configs_evaluated": f.configs_evaluated,
+            "space_size": f.shard["space_size"],
+            "seconds": f.seconds,
+            "fronts": [{"path": str(p), "points": len(front)} for p, front in written],
+        }
+        typer.echo(json.dumps(info))
+        return
+    typer.echo(
+        f"shard {shard}: {f.configs_evaluated:,} of {f.shard['space_size']:,} configurations "
+        f"in {f.seconds:.2f} s; front(s): {', '.join(str(p) for p, _ in written)}"
+    )
 
 
 def _unit(result: Any) -> str:

@@ -8,6 +8,11 @@ Several cost tables (a fleet of devices) share one walk of the space:
 
 >>> fronts = compute_fronts(stats, [phone_costs, board_costs])  # doctest: +SKIP
 >>> answers = search_fleet(stats, [phone_costs, board_costs], objective="pareto")  # doctest: +SKIP
+
+A search split into shards that run apart merges into exactly the unsharded front:
+
+>>> parts = [compute_front(stats, costs, shard=Shard(i, 4)) for i in range(4)]  # doctest: +SKIP
+>>> front = merge_fronts(parts)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from mess.search.problem import (
     evaluate,
 )
 from mess.search.result import SearchResult
+from mess.search.shards import Shard, merge_fleet, merge_fronts
 
 __all__ = [
     "DEFAULT_IMAGE_THRESHOLDS",
@@ -35,9 +41,12 @@ __all__ = [
     "Problem",
     "SearchResult",
     "SearchSpace",
+    "Shard",
     "compute_front",
     "compute_fronts",
     "evaluate",
+    "merge_fleet",
+    "merge_fronts",
     "resolve",
     "search",
     "search_fleet",

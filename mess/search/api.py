@@ -14,6 +14,7 @@ from mess.search.front import NoFeasibleConfiguration, Objective, ParetoFront
 from mess.search.kernels import HAVE_NUMBA
 from mess.search.problem import Problem, SearchSpace
 from mess.search.result import SearchResult
+from mess.search.shards import Shard, fingerprints
 from mess.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,11 @@ def check_units(tables: Sequence[CostTable]) -> None:
     Raises:
         ValueError: the units differ.
     """
-    units = sorted({t.unit for t in tables})
+    _check_unit_names([t.unit for t in tables])
+
+
+def _check_unit_names(names: Sequence[str]) -> None:
+    units = sorted(set(names))
     if len(units) > 1:
         raise ValueError(
             f"cost tables in different units ({', '.join(units)}): one budget cannot apply "
@@ -104,6 +109,7 @@ def compute_fronts(
     backend: Backend = "auto",
     progress: Any = None,
     threads: int | None = None,
+    shard: Shard | None = None,
 ) -> list[ParetoFront]:
     """Evaluate the whole space once for several cost tables (a fleet of devices) and
     return each table's exact :class:`ParetoFront`, in order.
@@ -113,12 +119,16 @@ def compute_fronts(
     gives for its table alone, point for point (its ``seconds`` is the fleet's). Tables in
     different units are accepted: fronts do not mix them.
 
-    Args: as :func:`search`; ``costs`` lists the tables.
+    Args: as :func:`search`; ``costs`` lists the tables; ``shard``: compute only this
+        shard's part of the space (:mod:`mess.search.shards`; every engine), whose fronts
+        :func:`mess.search.shards.merge_fleet` merges into the whole search's.
 
     Raises:
         ValueError: bad arguments, stats and costs that do not fit, or tables that price
             different parts (:func:`check_fleet`).
     """
+    if shard is not None and not isinstance(shard, Shard):
+        raise TypeError(f"shard must be a Shard, got {type(shard).__name__}")
     check_fleet(costs)
     dev, back = resolve(device, backend)
     spaces = [
@@ -133,13 +143,19 @@ def compute_fronts(
         for table in costs
     ]
     log.info(
-        "searching %d configurations for %d cost table(s) (%s on %s)",
+        "searching %d configurations for %d cost table(s) (%s on %s%s)",
         spaces[0].size(),
         len(spaces),
         back,
         dev,
+        f", shard {shard}" if shard is not None else "",
     )
-    return run(spaces, backend=back, device=dev, progress=progress, threads=threads)
+    fronts = run(spaces, backend=back, device=dev, progress=progress, threads=threads, shard=shard)
+    if shard is not None:
+        for front, key in zip(fronts, fingerprints(stats, costs), strict=True):
+            if front.shard is not None:
+                front.shard["search"] = key
+    return fronts
 
 
 def compute_front(
@@ -155,10 +171,13 @@ def compute_front(
     backend: Backend = "auto",
     progress: Any = None,
     threads: int | None = None,
+    shard: Shard | None = None,
 ) -> ParetoFront:
     """Evaluate the whole space once and return its exact :class:`ParetoFront`.
 
-    Args: as :func:`search` (``threads``: numba worker threads, default all cores).
+    Args: as :func:`search` (``threads``: numba worker threads, default all cores);
+        ``shard``: only this shard's part (:mod:`mess.search.shards`; merge the shards'
+        fronts with :func:`mess.search.shards.merge_fronts`).
 
     Returns:
         The front, answering any later query with :meth:`ParetoFront.query`.
@@ -175,6 +194,7 @@ def compute_front(
         backend=backend,
         progress=progress,
         threads=threads,
+        shard=shard,
     )[0]
 
 
@@ -238,7 +258,36 @@ def search_fleet(
         progress=progress,
         threads=threads,
     )
-    seconds = time.perf_counter() - t0
+    return answer_fronts(
+        fronts,
+        objective=objective,
+        budget=budget,
+        worst_budget=worst_budget,
+        max_drop=max_drop,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def answer_fronts(
+    fronts: Sequence[ParetoFront],
+    *,
+    objective: Objective,
+    budget: float | None = None,
+    worst_budget: float | None = None,
+    max_drop: float | None = None,
+    seconds: float | None = None,
+) -> list[SearchResult | NoFeasibleConfiguration]:
+    """Answer one query from each front, as :func:`search_fleet` does (for fronts computed
+    apart, such as merged shards).
+
+    Args: as :func:`search_fleet`; ``seconds``: the time to report (default each front's).
+
+    Raises:
+        ValueError: bad arguments, or fronts in different units under a cost budget.
+    """
+    _check_query(objective, budget, max_drop)
+    if budget is not None or worst_budget is not None:
+        _check_unit_names([str(f.space.get("unit")) for f in fronts])
     out: list[SearchResult | NoFeasibleConfiguration] = []
     for front in fronts:
         try:
@@ -246,7 +295,8 @@ def search_fleet(
         except NoFeasibleConfiguration as exc:
             out.append(exc)
             continue
-        out.append(SearchResult.from_point(objective, point, front, seconds))
+        took = front.seconds if seconds is None else seconds
+        out.append(SearchResult.from_point(objective, point, front, took))
     return out
 
 

@@ -128,9 +128,16 @@ class _States:
 
 class _Runner:
     def __init__(
-        self, prep: Prepared, ps: Pass, collectors: list[Collector], bar: Progress, ops: _Ops
+        self,
+        prep: Prepared,
+        ps: Pass,
+        owned: np.ndarray,
+        collectors: list[Collector],
+        bar: Progress,
+        ops: _Ops,
     ) -> None:
         self.prep, self.ps, self.cols, self.bar, self.ops = prep, ps, collectors, bar, ops
+        self.owned = owned  # (R,) bool: the first rules whose subtrees this walk covers
         sp = prep.space
         self.depth = sp.max_exits
         self.g = ps.n_grid
@@ -290,6 +297,16 @@ class _Runner:
         last = st.chain[:, st.level]
         return np.where(last >= 0, self.ps.first_child[np.maximum(last, 0)], 0)
 
+    def _kids(self, st: _States) -> tuple[np.ndarray, np.ndarray, int]:
+        """Every (state, child rule) pair below ``st`` (at the root: the owned first rules
+        only), and the lowest rule a state may take as a child."""
+        first = self._first_child(st)
+        parent, rule = self._pairs(first, self.r)
+        if st.level == 0:
+            keep = self.owned[rule]
+            parent, rule = parent[keep], rule[keep]
+        return parent, rule, int(first.min())
+
     def emit_terminals(self, st: _States) -> None:
         o = self.ops
         parent, term = self._pairs(self.ps.term_first[st.chain[:, st.level]], self.n_term)
@@ -328,11 +345,9 @@ class _Runner:
     def children(self, st: _States) -> _States | None:
         """All children of a batch of states (rules strictly deeper)."""
         o = self.ops
-        first = self._first_child(st)
-        parent, rule = self._pairs(first, self.r)
+        parent, rule, lo = self._kids(st)
         if len(parent) == 0:
             return None
-        lo = int(first.min())
         leave, cnt, pc, hp, chain = self._extend(st, self._leave(st, lo), parent, rule, lo)
         p_d, r_d = o.put(parent, o.i64), o.put(rule, o.i64)
         m = o.maximum(st.m[p_d], self.bins[r_d])
@@ -341,11 +356,9 @@ class _Runner:
 
     def fused_leaves(self, st: _States) -> None:
         o = self.ops
-        first = self._first_child(st)
-        parent, rule = self._pairs(first, self.r)
+        parent, rule, lo = self._kids(st)
         if len(parent) == 0:
             return
-        lo = int(first.min())
         comb, cnt, pc, hp, chain = self._extend(st, self._fused(st, lo), parent, rule, lo)
         tot = st.tot[o.put(parent, o.i64)] + comb
         cost_t_d = o.put(self.ps.term_reach[:, -1] + (hp + self.ps.term_head[:, -1]), o.f64)
@@ -393,12 +406,21 @@ def _slice(st: _States, a: int, b: int, o: _Ops) -> _States:
 
 
 def run_blas(
-    prep: Prepared, collectors: list[Collector], bar: Progress, *, backend: str, device: str
+    prep: Prepared,
+    passes: list[Pass],
+    owned: list[np.ndarray],
+    collectors: list[Collector],
+    bar: Progress,
+    *,
+    backend: str,
+    device: str,
 ) -> None:
-    """Walk every pass of ``prep``'s space with batched products (numpy or torch).
+    """Walk the passes of ``prep``'s space with batched products (numpy or torch).
 
     Args:
         prep: the prepared arrays.
+        passes: its passes (``prep.passes()``).
+        owned: per pass, the first rules whose subtrees to walk (all for a whole search).
         collectors: one per cost table, receive its candidates (exact front merge).
         bar: progress.
         backend: ``"numpy"`` or ``"torch"``.
@@ -406,8 +428,8 @@ def run_blas(
     """
     total = int(prep.space.problem.stats.target.sum(dtype=np.int64))
     ops = _Ops(backend, device, exact32=total < 2**24)
-    for _, ps in prep.passes():
-        if ps.num_rules == 0:
+    for ps, mine in zip(passes, owned, strict=True):
+        if ps.num_rules == 0 or not mine.any():
             continue
-        runner = _Runner(prep, ps, collectors, bar, ops)
+        runner = _Runner(prep, ps, mine, collectors, bar, ops)
         runner.expand(runner.root())

@@ -14,6 +14,9 @@ A fleet search (several cost tables over one space) walks the space once: the sa
 and mIoU of each configuration are shared, and each table keeps its own filter grid,
 collector and front (docs/DESIGN.md, "Search"). A single-table search is the fleet of one.
 
+A sharded search (:mod:`mess.search.shards`) walks only its shard's first-level subtrees
+(:func:`portion`), in every engine, and records its part in its fronts.
+
 Backends: ``numba`` (compiled kernel, the CPU default when numba is installed), ``numpy``
 and ``torch`` (the same sums as batched matrix products, :mod:`mess.search.blas`; ``torch``
 runs on CUDA when the device resolves to it).
@@ -37,6 +40,7 @@ from mess.search.front import FilterGrids, ParetoFront
 from mess.search.kernels import walk
 from mess.search.passes import Pass, Prepared, kernel_ranks
 from mess.search.problem import SearchSpace
+from mess.search.shards import Shard, assign
 from mess.space import FINAL
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,27 @@ def subtree_sizes(ps: Pass, max_depth: int) -> np.ndarray:
             below = suffix[ps.first_child]
         sub[:, level] = own + below
     return sub
+
+
+def portion(
+    passes: Sequence[Pass], max_depth: int, n_base: int, shard: Shard | None
+) -> tuple[bool, list[np.ndarray], int]:
+    """A shard's part of the space: whether it holds the ``n_base`` configurations without
+    early exits, the first rules whose subtrees it walks (a mask per pass), and its number
+    of configurations. The units (those base configurations, and each pass's level-1
+    subtrees) are dealt by :func:`mess.search.shards.assign` on their sizes."""
+    first = [subtree_sizes(ps, max_depth)[:, 1] for ps in passes]
+    if shard is None or shard.count == 1:
+        return (
+            True,
+            [np.ones(len(f), dtype=bool) for f in first],
+            n_base + sum(int(f.sum()) for f in first),
+        )
+    weights = np.concatenate([[n_base], *first]).astype(np.int64)
+    mine = assign(weights, shard.count) == shard.index
+    masks = np.split(mine[1:], np.cumsum([len(f) for f in first])[:-1])
+    size = int(weights[mine].sum())
+    return bool(mine[0]), masks, size
 
 
 def pairs(ps: Pass) -> np.ndarray:
@@ -145,6 +170,7 @@ def run(
     device: str = "cpu",
     progress: Any = None,
     threads: int | None = None,
+    shard: Shard | None = None,
 ) -> list[ParetoFront]:
     """Evaluate every configuration of the spaces, walked once, and return their exact fronts.
 
@@ -156,15 +182,22 @@ def run(
         progress: ``callable(done, total)`` or a rich ``Progress`` (configurations of one
             space: each is evaluated for every table at once).
         threads: worker threads for the numba backend (default: usable cores).
+        shard: walk only this shard's part of the space (:func:`portion`).
 
     Returns:
         One :class:`ParetoFront` per space, in order (p90 and exit counts of its points as
-        the naive evaluator computes them); each is the front the space alone gives.
+        the naive evaluator computes them); each is the front the space alone gives (of
+        the shard's part, for a shard, recorded in ``shard``).
     """
     t0 = time.perf_counter()
     space = spaces[0]
     total = space.size()
-    bar = Progress(progress, total)
+    prep = Prepared(spaces) if space.max_exits >= 1 else None
+    passes = [ps for _, ps in prep.passes()] if prep is not None else []
+    p = space.problem
+    n_base = 1 + (len(space.exits) if space.truncation else 0)
+    has_base, owned, part = portion(passes, space.max_exits, n_base, shard)
+    bar = Progress(progress, part)
     considered = space.exits
     bounds = []
     for sp in spaces:
@@ -180,10 +213,11 @@ def run(
     collectors = [Collector(space, grid) for grid in grids.tables]
 
     # k = 0: the original network and, with truncation, each exit alone
-    p = space.problem
     base = [Configuration((), FINAL)]
     if space.truncation:
         base += [Configuration((), p.exit_ids[e]) for e in considered]
+    if not has_base:
+        base = []
     rows = np.full((len(base), space.max_exits + 2), -1, dtype=np.int64)
     for i, c in enumerate(base):
         rows[i, 0] = 0
@@ -198,14 +232,16 @@ def run(
         )
     bar.advance(len(base))
 
-    if space.max_exits >= 1:
-        prep = Prepared(spaces)
+    if prep is not None:
         if backend == "numba":
-            _run_numba(prep, collectors, grids, bar, threads)
+            _run_numba(prep, passes, owned, collectors, grids, bar, threads)
         else:
-            run_blas(prep, collectors, bar, backend=backend, device=device)
+            run_blas(prep, passes, owned, collectors, bar, backend=backend, device=device)
     seconds = time.perf_counter() - t0
-    return [_finish(sp, col, total, seconds) for sp, col in zip(spaces, collectors, strict=True)]
+    record = None if shard is None else {**shard.to_json(), "space_size": total}
+    return [
+        _finish(sp, col, part, seconds, record) for sp, col in zip(spaces, collectors, strict=True)
+    ]
 
 
 def _snapshot(collectors: list[Collector]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -243,6 +279,8 @@ def _chunks(
 
 def _run_numba(
     prep: Prepared,
+    passes: list[Pass],
+    owned: list[np.ndarray],
     collectors: list[Collector],
     grids: FilterGrids,
     bar: Progress,
@@ -259,14 +297,15 @@ def _run_numba(
     # that the front they give filters the rest
     singles: list[tuple[Pass, np.ndarray, int, int, int]] = []
     longer: list[tuple[Pass, np.ndarray, int, int, int]] = []
-    for _, ps in prep.passes():
+    for ps, mine in zip(passes, owned, strict=True):
         sub = subtree_sizes(ps, sp.max_exits)
-        ones = np.arange(ps.num_rules, dtype=np.int64)[:, None]
-        own = (len(ps.term_exit) - ps.term_first) * ps.n_grid
+        ones = np.flatnonzero(mine).astype(np.int64)[:, None]
+        own = ((len(ps.term_exit) - ps.term_first) * ps.n_grid)[mine]
         for a, b in _chunks(own, 1 << 20):
             singles.append((ps, ones[a:b], 1, 0, int(own[a:b].sum())))
         if sp.max_exits >= 2:
             pr = pairs(ps)
+            pr = pr[mine[pr[:, 0]]]
             sizes = sub[pr[:, 1], 2]
             states = state_counts(ps, sp.max_exits)[pr[:, 1], 2]
             target = max(1, min(int(sizes.sum()) // (workers * 16) + 1, 1 << 22))
@@ -318,7 +357,13 @@ def _run_numba(
     pool.shutdown(wait=True)
 
 
-def _finish(space: SearchSpace, col: Collector, total: int, seconds: float) -> ParetoFront:
+def _finish(
+    space: SearchSpace,
+    col: Collector,
+    total: int,
+    seconds: float,
+    shard: dict[str, Any] | None = None,
+) -> ParetoFront:
     p = space.problem
     p90, counts = space.tails(col.ranks)
     reference = p.evaluate(Configuration((), FINAL)).miou
@@ -343,6 +388,7 @@ def _finish(space: SearchSpace, col: Collector, total: int, seconds: float) -> P
         reference_miou=reference,
         configs_evaluated=total,
         seconds=seconds,
+        shard=shard,
     )
 
 

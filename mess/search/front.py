@@ -171,8 +171,11 @@ class ParetoFront:
         space: what decodes ranks: ``exit_ids``, ``pixel_thresholds``,
             ``image_thresholds``, ``num_samples`` and the search options.
         reference_miou: mIoU of the original network (``final`` alone).
-        configs_evaluated: size of the space.
+        configs_evaluated: size of the space (of its part, for a shard's front).
         seconds: time the search took.
+        shard: for one shard of a sharded search (:mod:`mess.search.shards`),
+            ``{"index", "count", "space_size", "search"}`` (``search``: the statistics'
+            and costs' fingerprint); None for a whole search.
     """
 
     exp: np.ndarray
@@ -185,6 +188,7 @@ class ParetoFront:
     reference_miou: float
     configs_evaluated: int
     seconds: float = 0.0
+    shard: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return len(self.exp)
@@ -322,7 +326,7 @@ class ParetoFront:
 
     # storage ----------------------------------------------------------------------------
     def _header(self) -> dict[str, Any]:
-        return {
+        header = {
             "format": FRONT_FORMAT,
             "version": 1,
             "space": self.space,
@@ -330,6 +334,9 @@ class ParetoFront:
             "configs_evaluated": self.configs_evaluated,
             "seconds": self.seconds,
         }
+        if self.shard is not None:
+            header["shard"] = dict(self.shard)
+        return header
 
     def save(self, path: str | Path) -> None:
         """Write the front atomically: JSON for a ``.json`` path, else ``.npz``."""
@@ -394,4 +401,21 @@ class ParetoFront:
             reference_miou=float(header["reference_miou"]),
             configs_evaluated=int(header["configs_evaluated"]),
             seconds=float(header.get("seconds", 0.0)),
+            shard=_shard_record(path, header.get("shard")),
         )
+
+
+def _shard_record(path: Path, record: Any) -> dict[str, Any] | None:
+    """A front file's shard record, checked."""
+    if record is None:
+        return None
+    keys = ("index", "count", "space_size")
+    if (
+        not isinstance(record, dict)
+        or not all(
+            isinstance(record.get(k), int) and not isinstance(record.get(k), bool) for k in keys
+        )
+        or not isinstance(record.get("search"), str)
+    ):
+        raise ValueError(f"{path}: bad shard record {record!r}")
+    return {**{k: int(record[k]) for k in keys}, "search": record["search"]}
