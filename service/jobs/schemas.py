@@ -154,6 +154,26 @@ class StoredPart(BaseModel):
 class StoredTimings(BaseModel):
     """A job's partial timings: what an agent resuming it does not time again."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": 7,
+                    "context": {"runtime": "onnxruntime", "tier": "quick"},
+                    "device": {"cpu": "Cortex-A76", "cores": 4, "threads": 1},
+                    "parts": {
+                        "segment/layer1.0": {
+                            "samples_ms": [3.1, 3.0, 3.2],
+                            "signature": "a3" * 32,
+                            "shared_from": None,
+                        }
+                    },
+                    "discarded": [],
+                }
+            ]
+        }
+    )
+
     job_id: int
     context: dict[str, Any] | None = Field(description="their measurement context")
     device: dict[str, Any] | None = Field(
@@ -177,6 +197,8 @@ class DiscardRequest(LeaseRef):
 
 
 class DiscardResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"job_id": 7, "discarded": 40}]})
+
     job_id: int
     discarded: int = Field(description="parts whose timings were thrown away")
 
