@@ -297,8 +297,8 @@ class Agent:
         )
         wholes = self._measure_wholes(manifest, parts, job.get("configurations") or [])
         payload = {
-            **lease,  # the server adds the parts stored in chunks
-            "timings": {n: t.samples_ms for n, t in timings.items() if n not in chunks.stored},
+            **lease,  # every part again: the server checks the chunks agree, and has them all
+            "timings": {name: t.samples_ms for name, t in timings.items()},
             "context": context | measurement_report(timings),
             "wholes": wholes,
         }

@@ -132,13 +132,14 @@ class ChunkServer(FakeServer):
         return super().__call__(request)
 
 
-def test_the_agent_uploads_chunks_and_the_result_carries_only_the_rest(tmp_path):
+def test_the_agent_uploads_chunks_as_it_measures(tmp_path):
     server = ChunkServer()
     assert _agent(server, tmp_path, tier="smoke", chunk_parts=3).run(once=True) == 1
     assert [len(c["timings"]) for c in server.chunks] == [3]
     (result,) = server.results.values()
-    assert set(result["timings"]) | set(server.stored) == set(PARTS)
-    assert not set(result["timings"]) & set(server.stored)
+    assert set(result["timings"]) == set(PARTS)  # all again, the chunks' with their values
+    for name, part in server.stored.items():
+        assert result["timings"][name] == part["samples_ms"]
     signatures = result["context"]["signatures"]  # the report covers every part
     assert sorted(n for names in signatures.values() for n in names) == sorted(PARTS)
 
