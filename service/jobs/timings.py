@@ -79,11 +79,12 @@ def store_chunk(
     foreign = sorted(set(data.shared_from.values()) - parts)
     if foreign:
         raise Unprocessable(f"shared_from names {foreign[0]!r}, not a part of the supernet")
-    stored = repository.timings(session, job.id)
-    if stored and job.timings_context is not None and data.context != job.timings_context:
+    held = repository.count_timings(session, job.id)
+    stored = repository.timings(session, job.id, list(data.timings)) if held else {}
+    if held and job.timings_context is not None and data.context != job.timings_context:
         changed = "; ".join(_differences(job.timings_context, data.context))
         raise Unprocessable(
-            f"the chunk's measurement context differs from that of the {len(stored)} part(s) "
+            f"the chunk's measurement context differs from that of the {held} part(s) "
             f"stored ({changed[:500]}): discard them first (POST /v1/jobs/{job_id}/timings/"
             "discard)"
         )
@@ -97,7 +98,7 @@ def store_chunk(
                 f"part {name!r} already has other timings stored ({len(row.samples_ms)} runs)"
             )
         unchanged += 1
-    if not stored:
+    if not held:
         job.timings_context = data.context
         device = session.get(Device, job.device_id)
         job.timings_device = attributes_of(device) if device is not None else None
@@ -123,7 +124,7 @@ def store_chunk(
         else:
             added += 1
     job.updated_at = now
-    total = repository.count_timings(session, job.id)
+    total = held + added
     return ChunkResponse(
         job_id=job.id, stored=added, unchanged=unchanged, parts=total, missing=len(parts) - total
     )
