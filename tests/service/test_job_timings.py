@@ -226,3 +226,22 @@ def test_a_device_registering_with_other_attributes_discards_its_partial_timings
     assert stored["parts"] == {} and stored["context"] is None
     (note,) = stored["discarded"]
     assert "runtime_version: None -> '9.9.9'" in note["reason"] and note["parts"] == 1
+
+
+def test_nul_bytes_in_a_chunk_or_a_reason_are_no_server_error(
+    client: TestClient, tokens: dict[str, str], queued: str
+) -> None:
+    job = _lease(client, tokens)
+    timings = _timings(client, tokens, queued)
+    name = sorted(timings)[0]
+    assert _chunk(client, tokens, job, {"head/\x00": [1.0]}).status_code == 422
+    r = _chunk(client, tokens, job, {name: timings[name]}, context={"tier": "a\x00b"})
+    assert r.status_code == 200, r.text  # JSON escapes it
+    assert _stored(client, tokens, job["id"])["context"] == {"tier": "a\x00b"}
+    r = client.post(
+        f"/v1/jobs/{job['id']}/timings/discard",
+        json={"lease_id": job["lease_id"], "reason": "nul \x00 here"},
+        headers=auth(tokens["agent"]),
+    )
+    assert r.status_code == 200, r.text
+    assert _stored(client, tokens, job["id"])["discarded"][0]["reason"] == "nul \x00 here"
