@@ -276,7 +276,6 @@ class Agent:
             parts=self.config.chunk_parts,
             seconds=self.config.chunk_seconds,
         )
-        chunks.stored |= set(done)
 
         def progress(name: str, timing: Timing) -> None:
             chunks.add(timing)
