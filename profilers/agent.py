@@ -6,6 +6,9 @@ Server API (v1) it speaks, all with ``Authorization: Bearer <token>`` (role agen
 - ``POST /v1/jobs/lease`` ``{"device", "kinds"}``: 200 ``{"job": {...}}`` or 204 when none is
   queued; ``kinds``: profile and verify;
 - ``POST /v1/jobs/{id}/heartbeat``: extends the lease; 409 when the lease was lost;
+- ``POST /v1/jobs/{id}/timings`` ``{"timings", "context", ...}``: a chunk of part timings while
+  a profiling job runs; ``GET`` gives those stored (a resumed job), ``.../timings/discard``
+  ``{"reason"}`` drops them (see :mod:`profilers.chunks`);
 - ``POST /v1/jobs/{id}/result`` ``{"timings", "context", "wholes"}``: idempotent;
 - ``POST /v1/jobs/{id}/verification`` ``{"paths", "context", "images"}``: a verify job's
   result, idempotent;
@@ -34,6 +37,13 @@ from typing import Any
 import httpx
 
 from mess.fileio import write_bytes_atomic
+from profilers.chunks import (
+    CHUNK_PARTS,
+    CHUNK_SECONDS,
+    ChunkUploader,
+    context_changes,
+    resumed_timings,
+)
 from profilers.measure import (
     Timing,
     device_attributes,
@@ -92,6 +102,8 @@ class AgentConfig:
     wholes: int = 3  # tailored models measured whole per job
     cold_cache: bool = False  # flush the CPU caches before each timed run of a part
     share: bool = True  # time one part per signature of computation
+    chunk_parts: int = CHUNK_PARTS  # upload timings every this many parts (0: at the end)
+    chunk_seconds: float = CHUNK_SECONDS  # or every this many seconds
 
 
 def make_client(config: AgentConfig, transport: httpx.BaseTransport | None = None) -> httpx.Client:
@@ -250,31 +262,87 @@ class Agent:
             p["name"]: self.part_bytes(job["supernet_id"], p["name"], p["sha256"])
             for p in manifest["parts"]
         }
+        context = measurement_context(
+            self.config.threads,
+            self.config.providers,
+            self.config.tier,
+            cold=self.config.cold_cache,
+            share=self.config.share,
+        )
+        done = self._resume(job, lease, context)
+        chunks = ChunkUploader(
+            lambda body: self._send_chunk(job_id, lease, body),
+            context,
+            parts=self.config.chunk_parts,
+            seconds=self.config.chunk_seconds,
+        )
+
+        def progress(name: str, timing: Timing) -> None:
+            chunks.add(timing)
+            if self.stopping.is_set():
+                chunks.flush()  # keep what was measured for whoever resumes the job
+            check(name, timing)
+
         timings = measure_parts(
             parts,
             threads=self.config.threads,
             providers=self.config.providers,
             tier=self.config.tier,
             seed=job_id,
-            progress=check,
+            progress=progress,
             cold=self.config.cold_cache,
             share=self.config.share,
+            done=done,
         )
         wholes = self._measure_wholes(manifest, parts, job.get("configurations") or [])
         payload = {
-            **lease,
+            **lease,  # every part again: the server checks the chunks agree, and has them all
             "timings": {name: t.samples_ms for name, t in timings.items()},
-            "context": measurement_context(
-                self.config.threads,
-                self.config.providers,
-                self.config.tier,
-                cold=self.config.cold_cache,
-                share=self.config.share,
-            )
-            | measurement_report(timings),
+            "context": context | measurement_report(timings),
             "wholes": wholes,
         }
         return dict(self._upload(job_id, "result", payload, "upload the result"))
+
+    def _resume(
+        self, job: dict[str, Any], lease: dict[str, str], context: dict[str, Any]
+    ) -> dict[str, Timing]:
+        """The parts an earlier lease of this job timed, when measured under ``context``;
+        otherwise they are discarded, with the reason, and the job starts over."""
+        resume = job.get("resume")
+        if not resume or not resume.get("parts"):
+            return {}
+        job_id = int(job["id"])
+        changes = context_changes(resume.get("context") or {}, context)
+        if changes:
+            reason = "measured under another context: " + "; ".join(changes)
+            log.warning(
+                "job %s: %d timed part(s) discarded, %s", job_id, len(resume["parts"]), reason
+            )
+            self._upload(job_id, "timings/discard", {**lease, "reason": reason[:2000]}, "discard")
+            return {}
+        response = self.request("GET", f"/v1/jobs/{job_id}/timings")
+        _raise_for(response, "read the job's stored timings")
+        done = resumed_timings(response.json()["parts"])
+        log.warning("job %s: resumed, %d part(s) timed already", job_id, len(done))
+        return done
+
+    def _send_chunk(self, job_id: int, lease: dict[str, str], body: dict[str, Any]) -> bool:
+        """Upload a chunk of timings; False when the server is unavailable (kept for later)."""
+        try:
+            response = self.request("POST", f"/v1/jobs/{job_id}/timings", json={**lease, **body})
+        except ServerUnavailable as exc:
+            log.warning("job %s: chunk kept for later: %s", job_id, exc)
+            return False
+        if response.status_code == 409:
+            raise LeaseLost(job_id)
+        if response.status_code in (404, 405):  # a server from before chunks
+            raise NotImplementedError(f"the server takes no chunks ({_detail(response)})")
+        if response.status_code >= 500:
+            log.warning("job %s: chunk kept for later: %s", job_id, _detail(response))
+            return False
+        if not response.is_success:  # a bad chunk fails the job (reported), not the agent
+            raise ValueError(f"the server refused a chunk of timings: {_detail(response)}")
+        return True
 
     def _verify(
         self, job: dict[str, Any], lease: dict[str, str], check: Callable[[str, Timing], None]

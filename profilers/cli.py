@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from profilers.chunks import CHUNK_PARTS, CHUNK_SECONDS
 from profilers.measure import TIERS
 
 app = typer.Typer(
@@ -57,6 +58,17 @@ def agent_command(
             "share its timing); --no-share times every part."
         ),
     ] = True,
+    chunk_parts: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Upload a profiling job's timings every this many parts (or --chunk-seconds), "
+            "so that a restart resumes the job where the last chunk ended; 0: all at the end.",
+        ),
+    ] = CHUNK_PARTS,
+    chunk_seconds: Annotated[
+        float, typer.Option(min=0.0, help="Upload the timings waiting at least this often.")
+    ] = CHUNK_SECONDS,
     poll_seconds: Annotated[
         float, typer.Option(min=0.1, help="Wait between polls of an empty queue.")
     ] = 5.0,
@@ -91,6 +103,8 @@ def agent_command(
         poll_seconds=poll_seconds,
         cold_cache=cold_cache,
         share=share,
+        chunk_parts=chunk_parts,
+        chunk_seconds=chunk_seconds,
     )
     with make_client(config) as client:
         agent = Agent(config, client)

@@ -241,13 +241,16 @@ def measure_parts(
     cold: bool = False,
     flush: Callable[[Mapping[str, np.ndarray]], None] | None = None,
     share: bool = True,
+    done: Mapping[str, Timing] | None = None,
 ) -> dict[str, Timing]:
     """Time every part (in a seeded random order); returns timings by part name.
 
     ``share``: time one part per signature of computation, the first of its group in that
     order; the others get its timing (``Timing.shared_from`` names it). ``cold``: flush the
     caches before each run (see the module docstring); ``flush``: what does it (default: a
-    :class:`CacheFlusher`). ``progress`` is called for every part, shared ones included.
+    :class:`CacheFlusher`). ``progress`` is called for every part timed or shared here.
+    ``done``: parts timed already (a resumed job): not timed again, returned as they are,
+    and their timings stand for the parts that share their signature.
     """
     from mess.onnx.signature import part_signature
 
@@ -257,9 +260,16 @@ def measure_parts(
         flush = CacheFlusher()
     elif not cold:
         flush = None
+    done = done or {}
     timings: dict[str, Timing] = {}
     timed: dict[str, Timing] = {}  # by signature
+    for earlier in sorted(done.values(), key=lambda t: t.shared_from is not None):
+        if share and earlier.signature is not None:
+            timed.setdefault(earlier.signature, earlier)  # the one timed, where stored
     for i, name in enumerate(order):
+        if name in done:
+            timings[name] = done[name]
+            continue
         signature = part_signature(parts[name]) if share else None
         first = timed.get(signature) if signature is not None else None
         if first is not None:
@@ -268,7 +278,7 @@ def measure_parts(
                 first.samples_ms,
                 warmup_runs=first.warmup_runs,
                 signature=signature,
-                shared_from=first.name,
+                shared_from=first.shared_from or first.name,
             )
         else:
             session = make_session(parts[name], threads=threads, providers=providers)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session
 
@@ -61,6 +61,11 @@ def register(session: Session, data: DeviceCreate, principal: Principal) -> Regi
     device.last_seen_at = now
     session.flush()
     return Registration(device, False, changed)
+
+
+def attributes_of(device: Device) -> dict[str, Any]:
+    """The measurement environment a device registered with (every field but its name)."""
+    return {field: getattr(device, field) for field in _ATTRIBUTES}
 
 
 def get_device(session: Session, name: str) -> Device:

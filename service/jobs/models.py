@@ -52,5 +52,33 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     configurations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     profile_id: Mapped[int | None] = mapped_column(ForeignKey("profiles.id", ondelete="SET NULL"))
+    # the measurement context of its stored partial timings (JobTiming rows), and the
+    # device's registered attributes when the first of them came in
+    timings_context: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    timings_device: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # partial timings thrown away (another context, a changed device): reason, parts, when
+    timings_discarded: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class JobTiming(Base):
+    """One part's raw timings (ms), uploaded in a chunk while its profiling job runs.
+
+    They outlive the lease that uploaded them: an agent leasing the job again times only the
+    parts without a row, under the same measurement context (``Job.timings_context``), and
+    the job's result is these rows plus the rest. Deleted when the job is done (the profile
+    holds them then).
+    """
+
+    __tablename__ = "job_timings"
+    __table_args__ = (UniqueConstraint("job_id", "part"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    part: Mapped[str] = mapped_column(String(400))
+    samples_ms: Mapped[list[float]] = mapped_column(JSON)
+    signature: Mapped[str | None] = mapped_column(String(64))  # of the part's computation
+    shared_from: Mapped[str | None] = mapped_column(String(400))  # whose runs these are
+    lease_id: Mapped[str] = mapped_column(String(64))  # the lease that uploaded it
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -6,15 +6,15 @@ of a pool do not even contend for the same row."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from service import db
 from service.devices.models import Device
-from service.jobs.models import LEASED, QUEUED, VERIFY, Job
+from service.jobs.models import LEASED, PROFILE, QUEUED, VERIFY, Job, JobTiming
 from service.supernets.models import Supernet
 
 
@@ -137,3 +137,51 @@ def insert_verification(
         "configurations": [],
     }
     return db.insert_missing(session, Job, values)
+
+
+def timings(
+    session: Session, job_id: int, parts: Collection[str] | None = None
+) -> dict[str, JobTiming]:
+    """A job's stored partial timings by part (only ``parts``, when given), oldest first."""
+    query = select(JobTiming).where(JobTiming.job_id == job_id)
+    if parts is not None:
+        query = query.where(JobTiming.part.in_(parts))
+    return {row.part: row for row in session.scalars(query.order_by(JobTiming.id))}
+
+
+def timed_parts(session: Session, job_id: int) -> Sequence[str]:
+    return session.scalars(
+        select(JobTiming.part).where(JobTiming.job_id == job_id).order_by(JobTiming.part)
+    ).all()
+
+
+def count_timings(session: Session, job_id: int) -> int:
+    query = select(func.count()).select_from(JobTiming).where(JobTiming.job_id == job_id)
+    return int(session.scalar(query) or 0)
+
+
+def insert_timing(session: Session, values: dict[str, Any]) -> bool:
+    """Store one part's timings unless the part has some; whether this call stored them."""
+    return db.insert_missing(session, JobTiming, values)
+
+
+def delete_timings(session: Session, job_id: int) -> int:
+    result = session.execute(
+        delete(JobTiming)
+        .where(JobTiming.job_id == job_id)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def with_timings(session: Session, device_id: int) -> Sequence[Job]:
+    """The device's profiling jobs holding partial timings."""
+    return session.scalars(
+        select(Job)
+        .where(
+            Job.device_id == device_id,
+            Job.kind == PROFILE,
+            Job.id.in_(select(JobTiming.job_id).distinct()),
+        )
+        .order_by(Job.id)
+    ).all()

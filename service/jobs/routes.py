@@ -1,5 +1,5 @@
-"""Job routes: list (engineer+), and the agent's lease / heartbeat / result / verification /
-fail / release."""
+"""Job routes: list (engineer+), and the agent's lease / heartbeat / timings / result /
+verification / fail / release."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from service.deps import BlobsDep, SessionDep, SettingsDep
 from service.devices.models import Device
 from service.devices.service import get_device
 from service.errors import ErrorResponse
-from service.jobs import repository, service
+from service.jobs import repository, service, timings
 from service.jobs.schemas import (
+    ChunkResponse,
+    DiscardRequest,
+    DiscardResponse,
     FailRequest,
     JobList,
     JobRead,
@@ -25,6 +28,8 @@ from service.jobs.schemas import (
     LeaseRequest,
     LeaseResponse,
     ResultResponse,
+    StoredTimings,
+    TimingsChunk,
     VerificationResponse,
     VerificationResult,
 )
@@ -106,6 +111,7 @@ def lease(
             samples=job.kind == "verify"
             and bool(get_supernet(session, job.supernet_id).manifest.get("samples")),
             exit_fractions=service.verify_fractions(session, job),
+            resume=timings.resume_for(session, job),
         )
     )
 
@@ -121,6 +127,31 @@ def heartbeat(
     """Extend the lease by ``MESS_LEASE_SECONDS``."""
     job = service.heartbeat(session, settings, job_id, body.lease_id, principal)
     return service.read(job, _device_name(session, job.device_id))
+
+
+@router.post("/{job_id}/timings", response_model=ChunkResponse, responses=_ERRORS)
+def upload_timings(
+    job_id: JobId, body: TimingsChunk, session: SessionDep, principal: AgentPrincipal
+) -> ChunkResponse:
+    """Store a chunk of a profiling job's part timings while it runs (all or nothing); an
+    agent leasing the job later times only the parts without."""
+    return timings.store_chunk(session, job_id, body, principal)
+
+
+@router.get("/{job_id}/timings", response_model=StoredTimings, responses=_ERRORS)
+def stored_timings(job_id: JobId, session: SessionDep, principal: AgentPrincipal) -> StoredTimings:
+    """A profiling job's partial timings, with their measurement context."""
+    return timings.read_stored(session, job_id, principal)
+
+
+@router.post("/{job_id}/timings/discard", response_model=DiscardResponse, responses=_ERRORS)
+def discard_timings(
+    job_id: JobId, body: DiscardRequest, session: SessionDep, principal: AgentPrincipal
+) -> DiscardResponse:
+    """Throw the job's partial timings away (measured under another context); the reason
+    goes into the profile's context."""
+    count = timings.discard(session, job_id, body.lease_id, body.reason, principal)
+    return DiscardResponse(job_id=job_id, discarded=count)
 
 
 @router.post("/{job_id}/result", response_model=ResultResponse, responses=_ERRORS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -78,6 +79,138 @@ class JobResult(LeaseRef):
     timings: dict[str, list[float]] = Field(description="part name -> per-iteration ms")
     context: dict[str, Any] = Field(default_factory=dict)
     wholes: list[WholeTiming] = Field(default_factory=list, max_length=16)
+
+
+class TimingsChunk(LeaseRef):
+    """Some parts' raw timings (ms), uploaded while the job runs, under its lease."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "lease_id": _LEASE,
+                    "timings": {"segment/layer1.0": [3.1, 3.0, 3.2], "head/final": [9.8, 9.9]},
+                    "context": {"runtime": "onnxruntime", "tier": "quick"},
+                    "signatures": {"head/final": "a3" * 32},
+                    "shared_from": {},
+                }
+            ]
+        },
+    )
+
+    timings: dict[str, list[float]] = Field(
+        min_length=1, max_length=10_000, description="part name -> per-iteration ms"
+    )
+    context: dict[str, Any] = Field(
+        description="the measurement context (every chunk of a job and its result: the same)"
+    )
+    signatures: dict[str, str] = Field(
+        default_factory=dict, description="part -> signature of its computation (when shared)"
+    )
+    shared_from: dict[str, str] = Field(
+        default_factory=dict, description="part -> the part whose timed runs it shares"
+    )
+
+    @field_validator("timings")
+    @classmethod
+    def _samples(cls, timings: dict[str, list[float]]) -> dict[str, list[float]]:
+        for name, samples in timings.items():
+            if not 1 <= len(samples) <= 100_000:
+                raise ValueError(f"part {name!r} needs 1 to 100000 timings")
+            if any(not (math.isfinite(t) and t >= 0) for t in samples):
+                raise ValueError(f"timings of part {name!r} must be finite and non-negative")
+        return timings
+
+    @field_validator("signatures")
+    @classmethod
+    def _signatures(cls, signatures: dict[str, str]) -> dict[str, str]:
+        bad = [n for n, s in signatures.items() if not re.fullmatch("[0-9a-f]{64}", s)]
+        if bad:
+            raise ValueError(f"the signature of part {bad[0]!r} is not 64 hex digits")
+        return signatures
+
+
+class ChunkResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"job_id": 7, "stored": 2, "unchanged": 0, "parts": 40, "missing": 586}]
+        }
+    )
+
+    job_id: int
+    stored: int = Field(description="parts this chunk added")
+    unchanged: int = Field(description="parts it sent again with the values already stored")
+    parts: int = Field(description="parts of the job with timings stored")
+    missing: int = Field(description="parts of the supernet still without")
+
+
+class StoredPart(BaseModel):
+    samples_ms: list[float]
+    signature: str | None
+    shared_from: str | None
+
+
+class StoredTimings(BaseModel):
+    """A job's partial timings: what an agent resuming it does not time again."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": 7,
+                    "context": {"runtime": "onnxruntime", "tier": "quick"},
+                    "device": {"cpu": "Cortex-A76", "cores": 4, "threads": 1},
+                    "parts": {
+                        "segment/layer1.0": {
+                            "samples_ms": [3.1, 3.0, 3.2],
+                            "signature": "a3" * 32,
+                            "shared_from": None,
+                        }
+                    },
+                    "discarded": [],
+                }
+            ]
+        }
+    )
+
+    job_id: int
+    context: dict[str, Any] | None = Field(description="their measurement context")
+    device: dict[str, Any] | None = Field(
+        description="the device's registered attributes when the first chunk came in"
+    )
+    parts: dict[str, StoredPart]
+    discarded: list[dict[str, Any]] = Field(
+        description="partial timings thrown away before: reason, parts, when"
+    )
+
+
+class DiscardRequest(LeaseRef):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"lease_id": _LEASE, "reason": "measurement context changed: tier"}]
+        },
+    )
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class DiscardResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"job_id": 7, "discarded": 40}]})
+
+    job_id: int
+    discarded: int = Field(description="parts whose timings were thrown away")
+
+
+class Resume(BaseModel):
+    """Parts of a leased profiling job timed under an earlier lease."""
+
+    parts: list[str] = Field(description="time only the others")
+    context: dict[str, Any] = Field(
+        description="their measurement context: resume only under the same, else discard them "
+        "(POST /v1/jobs/{id}/timings/discard) and start over"
+    )
 
 
 class VerificationResult(LeaseRef):
@@ -180,6 +313,9 @@ class LeasedJob(BaseModel):
         default=None,
         description="verify: the configuration's exit fractions (calibration split), by "
         "which the agent mixes the paths it times",
+    )
+    resume: Resume | None = Field(
+        default=None, description="profile: parts timed already under an earlier lease"
     )
 
 

@@ -9,6 +9,8 @@
   to the caller under a fresh lease id. Agents sharing a device name form a pool.
 - Results are idempotent: the same timings sent twice give the same profile version; the
   server computes the statistics (median per part, p90 kept in the context) from raw timings.
+  A result is the timings the job's agents uploaded in chunks plus its own
+  (:mod:`service.jobs.timings`).
 - A verification job (kind ``verify``) times one configuration's tailored model whole on the
   device, path by path; it is queued by a search asked to verify its answer
   (:func:`request_verification`) and its result becomes a verification
@@ -40,7 +42,7 @@ from service.db import utcnow
 from service.devices.models import Device
 from service.devices.service import get_device
 from service.errors import Conflict, NotFound, Unprocessable
-from service.jobs import repository
+from service.jobs import repository, timings
 from service.jobs.models import DONE, FAILED, LEASED, PROFILE, QUEUED, VERIFY, Job
 from service.jobs.schemas import JobRead, JobResult, VerificationResult
 from service.profiles.schemas import ProfileCreate
@@ -92,6 +94,10 @@ def ensure_for_device(session: Session, device_id: int, requeue_done: bool = Fal
     Returns:
         The number of jobs created or re-queued.
     """
+    if requeue_done:  # partial timings measured under the old attributes are of no use
+        device = session.get(Device, device_id)
+        if device is not None:
+            timings.discard_for_device(session, device)
     return _ensure(session, repository.supernet_ids(session), [device_id], requeue_done)
 
 
@@ -236,16 +242,18 @@ def submit_result(
     if job.kind != PROFILE:
         raise Unprocessable(f"job {job_id} is a {job.kind} job: upload its result to /verification")
     if job.status == DONE and job.lease_id == data.lease_id and job.profile_id is not None:
-        pass  # a retried upload of the same result: fall through to the same profile
-    elif job.status != LEASED or job.lease_id != data.lease_id:
+        done, _ = get_profile(session, job.profile_id)  # a retried upload: the same profile
+        return job, done.id, done.version
+    if job.status != LEASED or job.lease_id != data.lease_id:
         raise Conflict(f"job {job_id} is not leased under this lease (status {job.status})")
     supernet = get_supernet(session, job.supernet_id)
     manifest = Manifest.model_validate(supernet.manifest)
+    raw, resumed = timings.merge_result(session, job, data.lease_id, data.timings, data.context)
     try:
-        costs = costs_from_timings(manifest, data.timings)
+        costs = costs_from_timings(manifest, raw)
     except CostsError as exc:
         raise Unprocessable(str(exc)) from None
-    p90 = {name: float(np.percentile(v, 90)) for name, v in data.timings.items()}
+    p90 = {name: float(np.percentile(v, 90)) for name, v in raw.items()}
     wholes = []
     for whole in data.wholes:
         measured = float(statistics.median(whole.samples_ms))
@@ -261,6 +269,8 @@ def submit_result(
     device = session.get(Device, job.device_id)
     assert device is not None
     context = dict(data.context) | {"p90_ms": p90, "wholes": wholes, "job_id": job.id}
+    if resumed is not None:
+        context["resume"] = resumed
     profile, _ = create_profile(
         session,
         blobs,
@@ -269,11 +279,12 @@ def submit_result(
             device=device.name,
             costs=costs,
             context=context,
-            raw=data.timings,
+            raw=raw,
         ),
         principal,
     )
     job = get_job(session, job_id)
+    timings.finish(session, job)
     job.status, job.profile_id, job.error = DONE, profile.id, None
     job.lease_expires_at = None
     job.updated_at = utcnow()

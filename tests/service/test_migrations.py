@@ -80,3 +80,18 @@ def test_processes_migrating_one_fresh_database_together_all_succeed(fresh_url: 
     assert [p.returncode for p in procs] == [0, 0, 0], outputs[-1][-2000:]
     check = _alembic(fresh_url, "check")
     assert check.returncode == 0, check.stderr
+
+
+def test_the_partial_timings_migration_goes_down_and_up_again(fresh_url: str) -> None:
+    for args in (("upgrade", "head"), ("downgrade", "0004"), ("upgrade", "head")):
+        step = _alembic(fresh_url, *args)
+        assert step.returncode == 0, step.stderr
+    engine = create_engine(fresh_url)
+    try:
+        columns = {c["name"] for c in inspect(engine).get_columns("jobs")}
+        assert "job_timings" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    assert {"timings_context", "timings_device", "timings_discarded"} <= columns
+    check = _alembic(fresh_url, "check")
+    assert check.returncode == 0, check.stderr
