@@ -15,6 +15,7 @@ HELP_ORDER = [
     "run",
     "search",
     "serve",
+    "worker",
     "push",
     "synth",
     "token",

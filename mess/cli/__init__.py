@@ -21,11 +21,11 @@ from mess.cli import query as _query  # noqa: F401
 from mess.cli import run as _run  # noqa: F401
 from mess.cli import search as _search  # noqa: F401
 from mess.cli import serve as _serve  # noqa: F401
+from mess.cli import worker as _worker  # noqa: F401
 from mess.cli import push as _push  # noqa: F401
 from mess.cli import synth as _synth  # noqa: F401
 from mess.cli import token as _token  # noqa: F401
 from mess.cli import train as _train  # noqa: F401
-from mess.cli import worker as _worker  # noqa: F401
 
 # isort: on
 from mess.cli._app import app, main

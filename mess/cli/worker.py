@@ -25,9 +25,7 @@ def worker(threads: int | None = None) -> None:
             f"the worker needs the 'service' extra: pip install 'mess[service]' ({exc})"
         ) from None
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.getLogger("service").setLevel(settings.log_level)  # as mess serve does
     count = settings.search_workers if threads is None else threads
     if count < 1:
         raise UserError(

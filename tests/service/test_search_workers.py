@@ -214,3 +214,14 @@ def test_a_stopping_worker_hands_its_search_back(fleet: dict[str, Any]) -> None:
     worker.stop(timeout=0)
     row = _row(fleet, search_id)
     assert (row.status, row.lease_owner) == (QUEUED, None)
+
+
+def test_an_api_only_replica_leaves_searches_queued(
+    fleet: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = _search(fleet, "phone", 1.0)
+    assert r.status_code == 202, r.text
+    assert _row(fleet, r.json()["search_id"]).status == QUEUED
+    assert fleet["state"].search_worker.pool == []
+    monkeypatch.setenv("MESS_EMBEDDED_WORKER", "0")  # what mess serve --no-worker sets
+    assert Settings().embedded_worker is False
