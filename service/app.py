@@ -90,6 +90,7 @@ def _startup(app: FastAPI, settings: Settings) -> None:
         on_finished=app.state.finished_searches.notify,
         lease_seconds=settings.search_lease_seconds,
         batch_window=settings.search_batch_window,
+        search_threads=settings.search_threads,
     )
     app.state.search_worker.start()
 

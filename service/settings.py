@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="a claimed search is the worker's for this long, renewed every third of "
         "it; a killed worker's search is taken over once it has expired",
     )
+    search_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="cores one search computes on (numba threads); default: all. Fewer "
+        "leave cores to an API on the same machine",
+    )
     search_batch_window: float = Field(
         default=2.0,
         ge=0,

@@ -45,6 +45,7 @@ def run_worker(settings: Settings, threads: int, stop: threading.Event | None = 
         threads,
         lease_seconds=settings.search_lease_seconds,
         batch_window=settings.search_batch_window,
+        search_threads=settings.search_threads,
     )
     worker.start()
     log.info(

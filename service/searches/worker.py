@@ -74,6 +74,7 @@ class SearchWorker:
         on_finished: called with a search's id once its outcome is committed.
         lease_seconds: how long a claim holds without renewal (renewed every third of it).
         batch_window: how long a queued search waits for companions to share its walk.
+        search_threads: cores each walk computes on (None: all).
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class SearchWorker:
         *,
         lease_seconds: float = 60.0,
         batch_window: float = 2.0,
+        search_threads: int | None = None,
     ) -> None:
         self.make_session = make_session
         self.blobs = blobs
@@ -92,6 +94,7 @@ class SearchWorker:
         self.on_finished = on_finished
         self.lease_seconds = lease_seconds
         self.batch_window = batch_window
+        self.search_threads = search_threads
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.pool: list[threading.Thread] = []
@@ -235,6 +238,7 @@ class SearchWorker:
                 image_thresholds=options.get("image_thresholds"),
                 per_exit_thresholds=bool(options["per_exit_thresholds"]),
                 truncation=bool(options["truncation"]),
+                threads=self.search_threads,
             )
             seconds = time.perf_counter() - start
             log.info(
