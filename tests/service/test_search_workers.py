@@ -225,3 +225,13 @@ def test_an_api_only_replica_leaves_searches_queued(
     assert fleet["state"].search_worker.pool == []
     monkeypatch.setenv("MESS_EMBEDDED_WORKER", "0")  # what mess serve --no-worker sets
     assert Settings().embedded_worker is False
+
+
+def test_a_search_left_running_without_a_lease_is_claimable(fleet: dict[str, Any]) -> None:
+    """A search a worker of a version without leases was computing when it stopped."""
+    search_id = _search(fleet, "phone", 0).json()["search_id"]
+    with transaction(fleet["state"].write_sessionmaker) as session:
+        row = repository.get(session, search_id)
+        assert row is not None
+        row.status, row.lease_owner, row.lease_expires_at = RUNNING, None, None
+    assert _worker(fleet, batch_window=3600).claim("worker-b") == [search_id]
