@@ -95,13 +95,14 @@ def _row(fleet: dict[str, Any], search_id: int) -> Any:
 
 
 @pytest.fixture
-def walks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The number of cost tables of each walk of a space the workers make."""
-    calls: list[int] = []
+def walks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float]]:
+    """Each walk of a space the workers make: its number of cost tables and when it began
+    (``time.monotonic``)."""
+    calls: list[tuple[int, float]] = []
     real = search_worker.compute_fronts
 
     def counted(stats: Any, tables: Any, **kwargs: Any) -> Any:
-        calls.append(len(tables))
+        calls.append((len(tables), time.monotonic()))
         return real(stats, tables, **kwargs)
 
     monkeypatch.setattr(search_worker, "compute_fronts", counted)
@@ -116,7 +117,7 @@ def test_two_profiles_queued_together_cost_one_walk_and_get_their_own_fronts(
     second = _search(fleet, "board", 0)
     assert first.status_code == second.status_code == 202, first.text
     answers = {d: _search(fleet, d, 30) for d in SCALES}
-    assert walks == [2]  # one enumeration for both devices
+    assert [n for n, _ in walks] == [2]  # one enumeration for both devices
     for device, scale in SCALES.items():
         r = answers[device]
         assert r.status_code == 200, r.text
@@ -129,15 +130,16 @@ def test_two_profiles_queued_together_cost_one_walk_and_get_their_own_fronts(
 
 @pytest.mark.parametrize("worker_settings", [{"search_batch_window": 1.0}])
 def test_a_lone_search_waits_the_window_and_no_longer(
-    fleet: dict[str, Any], walks: list[int]
+    fleet: dict[str, Any], walks: list[tuple[int, float]]
 ) -> None:
     start = time.monotonic()
     r = _search(fleet, "phone", 30)
-    took = time.monotonic() - start
     assert r.status_code == 200, r.text
-    assert walks == [1]
-    # the window, then at most one poll of the idle worker, plus the (tiny) search
-    assert 0.9 <= took < 1.0 + search_worker.POLL_SECONDS + 2.0, took
+    ((tables, began),) = walks
+    held = began - start
+    # the window, then at most one poll of the idle worker (and a busy machine's slack)
+    assert tables == 1
+    assert 0.9 <= held < 1.0 + search_worker.POLL_SECONDS + 2.0, held
 
 
 def test_a_search_is_not_claimed_before_its_window(fleet: dict[str, Any]) -> None:
@@ -162,13 +164,13 @@ def test_an_expired_lease_passes_the_search_on_and_only_the_holder_stores_it(
     fleet: dict[str, Any],
 ) -> None:
     search_id = _search(fleet, "phone", 0).json()["search_id"]
-    a = _worker(fleet, lease_seconds=1.0, batch_window=0)
-    b = _worker(fleet, lease_seconds=1.0, batch_window=0)
+    a = _worker(fleet, lease_seconds=3.0, batch_window=0)
+    b = _worker(fleet, lease_seconds=3.0, batch_window=0)
     assert a.claim("worker-a") == [search_id]
     assert b.claim("worker-b") == []  # held
     row = _row(fleet, search_id)
     assert (row.status, row.lease_owner) == (RUNNING, "worker-a")
-    time.sleep(1.2)  # a stopped renewing (killed): its lease expires
+    time.sleep(3.2)  # a stopped renewing (killed): its lease expires
     assert b.claim("worker-b") == [search_id]
     b._compute("worker-b", [search_id])
     done = _row(fleet, search_id)
@@ -185,13 +187,13 @@ def test_a_running_search_keeps_its_lease_while_it_computes(
     real = search_worker.compute_fronts
 
     def slow(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(2.5)  # longer than the lease: only the renewals keep it
+        time.sleep(7.0)  # longer than the lease: only the renewals keep it
         return real(*args, **kwargs)
 
     monkeypatch.setattr(search_worker, "compute_fronts", slow)
     search_id = _search(fleet, "phone", 0).json()["search_id"]
-    a = _worker(fleet, lease_seconds=1.0, batch_window=0)
-    b = _worker(fleet, lease_seconds=1.0, batch_window=0)
+    a = _worker(fleet, lease_seconds=3.0, batch_window=0)
+    b = _worker(fleet, lease_seconds=3.0, batch_window=0)
     assert a.claim("worker-a") == [search_id]
     taken: list[list[int]] = []
     monkeypatch.setattr(search_worker, "compute_fronts", slow)
