@@ -21,9 +21,13 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings, threads: int, stop: threading.Event | None = None) -> None:
+def run_worker(settings: Settings, threads: int, stop: threading.Event | None = None) -> bool:
     """Compute queued searches until ``stop`` is set (or SIGTERM/SIGINT arrives, when
     called from the main thread); searches still running then go back to the queue.
+
+    Returns:
+        Whether a search was still computing when it stopped (handed back, but its thread
+        cannot be interrupted: the caller should exit the process without waiting for it).
 
     Args:
         settings: the service's settings (database, blobs, lease and batch window).
@@ -54,9 +58,11 @@ def run_worker(settings: Settings, threads: int, stop: threading.Event | None = 
         settings.search_lease_seconds,
         settings.search_batch_window,
     )
+    busy = True
     try:
         stop.wait()
     finally:
-        worker.stop()
+        busy = worker.stop()
         engine.dispose()
         log.info("mess worker stopped")
+    return busy

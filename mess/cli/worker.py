@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -31,7 +32,11 @@ def worker(threads: int | None = None) -> None:
         raise UserError(
             "a worker needs at least one search thread (--threads, MESS_SEARCH_WORKERS)"
         )
-    run_worker(settings, count)
+    if run_worker(settings, count):
+        # a search thread is still in the engine (its search was handed back): exiting
+        # normally would wait for it (the engine's thread pool joins at exit)
+        logging.shutdown()
+        os._exit(0)
 
 
 @app.command("worker")

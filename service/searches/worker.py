@@ -107,9 +107,14 @@ class SearchWorker:
             t.start()
             self.pool.append(t)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0) -> bool:
         """Stop the threads; searches still computing after ``timeout`` are handed back to
-        the queue (another worker takes them at once, not after the lease)."""
+        the queue (another worker takes them at once, not after the lease).
+
+        Returns:
+            Whether a search is still computing (it cannot be interrupted: a process that
+            is stopping should exit without waiting for it).
+        """
         self.stopping.set()
         self.wake.set()
         for t in self.pool:
@@ -123,6 +128,7 @@ class SearchWorker:
                 log.info("handed back %d unfinished search(es) %s", n, ids)
             except Exception:  # the lease expires anyway
                 log.exception("could not hand back searches %s", ids)
+        return any(t.is_alive() for t in self.pool)
 
     def notify(self) -> None:
         """A search was queued: look now rather than at the next poll."""

@@ -147,3 +147,38 @@ def test_a_killed_workers_search_is_finished_once_by_another(
         assert pids[survivor][0].poll() is None  # still serving the queue
     finally:
         engine.dispose()
+
+
+def test_a_worker_stopped_mid_search_exits_and_hands_the_search_back(
+    big_bundle: Path, tmp_path: Path, workers: list[Any]
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'mess.db'}"
+    data_dir = tmp_path / "data"
+    search_id = _queue_search(data_dir, db_url, big_bundle)
+    env = {
+        **os.environ,
+        "MESS_DATA_DIR": str(data_dir),
+        "MESS_DATABASE_URL": db_url,
+        "MESS_SEARCH_BATCH_WINDOW": "0",
+    }
+    workers.append(_start_worker(env, tmp_path / "worker.log"))
+    proc, log = workers[0]
+    engine = create_engine(db_url)
+    try:
+
+        def status() -> Any:
+            with engine.connect() as conn:
+                return conn.execute(
+                    select(Search.status, Search.lease_owner).where(Search.id == search_id)
+                ).one()
+
+        wait_until(
+            lambda: status().status == RUNNING, timeout=120, interval=0.05, message=log.read_text
+        )
+        proc.terminate()
+        proc.wait(timeout=60)  # not the search's remaining time
+        assert status().status in ("queued", DONE), log.read_text()  # handed back, or it won
+        if status().status == "queued":
+            assert status().lease_owner is None
+    finally:
+        engine.dispose()
