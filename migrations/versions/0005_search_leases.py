@@ -22,9 +22,7 @@ def upgrade() -> None:
     # a search left running by a worker of an older version has no lease: it is claimable
     with op.batch_alter_table("searches") as batch:
         batch.add_column(sa.Column("lease_owner", sa.String(length=128), nullable=True))
-        batch.add_column(
-            sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True)
-        )
+        batch.add_column(sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
