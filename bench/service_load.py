@@ -7,11 +7,18 @@ random budgets for ``--seconds``. Prints requests/s held, p50/p90/p99 latency an
 Loopback only, bounded in time.
 
     python -m bench.service_load [--clients 32] [--seconds 20] [--workers 1] [--json]
+        [--db sqlite|postgresql] [--mixed | --during-search [--positions 16 --heads 36 ...]]
+
+``--db postgresql`` runs the server on a fresh database of the PostgreSQL server at
+``--postgres-url`` (dropped afterwards). ``--during-search``: the server is API-only and a
+``mess worker`` process runs the searches; the queries are measured alone and while a big
+search runs (:mod:`bench.service_search_load`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -22,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -29,6 +37,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from bench import service_search_load
 from mess.localhost import free_port
 
 ADMIN = "bench-admin-" + "0" * 20
@@ -111,17 +120,30 @@ def _wrk(url: str, sid: str, lo: float, hi: float, args: argparse.Namespace) -> 
     }
 
 
-def _threads(url: str, h: dict, base: dict, lo: float, hi: float, args: argparse.Namespace) -> dict:
-    """Fallback load generator: Python threads (they compete with the server for CPU)."""
+def _threads(
+    url: str,
+    h: dict,
+    base: dict,
+    lo: float,
+    hi: float,
+    args: argparse.Namespace,
+    stop: threading.Event | None = None,
+) -> dict:
+    """Fallback load generator: Python threads (they compete with the server for CPU).
+
+    Runs ``args.seconds``, or until ``stop`` is set when given."""
     latencies: list[float] = []
     errors: dict[int, int] = {}
     lock = threading.Lock()
     stop_at = time.monotonic() + args.seconds
 
+    def running() -> bool:
+        return not stop.is_set() if stop is not None else time.monotonic() < stop_at
+
     def client(seed: int) -> None:
         r = random.Random(seed)
         with httpx.Client(base_url=url, headers=h, timeout=30) as c:
-            while time.monotonic() < stop_at:
+            while running():
                 body = {**base, "objective": "max-accuracy", "budget_ms": r.uniform(lo, hi)}
                 start = time.perf_counter()
                 resp = c.post("/v1/search", json=body)
@@ -274,7 +296,50 @@ def main() -> None:
     parser.add_argument("--uploaders", type=int, default=2)
     parser.add_argument("--agents", type=int, default=2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("MESS_TEST_POSTGRES_URL")
+        or "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="the server on which --db postgresql creates (and drops) its database",
+    )
+    parser.add_argument(
+        "--during-search",
+        action="store_true",
+        help="API-only server and a mess worker process: queries alone, a big search alone, "
+        "then queries while the big search runs",
+    )
+    service_search_load.add_arguments(parser)
     args = parser.parse_args()
+    if args.during_search and args.mixed:
+        parser.error("--during-search and --mixed are separate runs")
+    with _database(args) as db_url:
+        _run(args, db_url)
+
+
+@contextlib.contextmanager
+def _database(args: argparse.Namespace) -> Iterator[str | None]:
+    """None (the server's SQLite file), or a fresh PostgreSQL database, dropped after."""
+    if args.db == "sqlite":
+        yield None
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(args.postgres_url)
+    name = f"mess_bench_{os.getpid()}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _run(args: argparse.Namespace, db_url: str | None) -> None:
     writes: list[dict] = []
     console = Console(width=120)
     with tempfile.TemporaryDirectory(prefix="mess-load-") as tmp_name:
@@ -292,6 +357,11 @@ def main() -> None:
             "MESS_RATE_LIMIT_PER_MINUTE": "1000000000",
             "MESS_RATE_LIMIT_BURST": "1000000",
         }
+        if db_url is not None:
+            env["MESS_DATABASE_URL"] = db_url
+        worker = None
+        if args.during_search:
+            env["MESS_EMBEDDED_WORKER"] = "0"  # the searches run in the worker below
         log = open(tmp / "server.log", "wb")  # noqa: SIM115 (closed after the server)
         server = subprocess.Popen(
             [
@@ -310,6 +380,8 @@ def main() -> None:
         )
         try:
             h = {"Authorization": f"Bearer {ADMIN}"}
+            if args.during_search:
+                worker = service_search_load.start_worker(env, tmp / "worker.log")
             for _ in range(300):
                 if server.poll() is not None:
                     log.flush()
@@ -356,7 +428,14 @@ def main() -> None:
                 if args.mixed
                 else []
             )
-            if shutil.which("wrk") and not args.python_clients:
+            if args.during_search:  # Python clients: they run until the search is stored
+
+                def load(stop: threading.Event | None) -> dict:
+                    return _threads(url, h, base, lo, hi, args, stop)
+
+                searched = service_search_load.during_search(url, h, load, args)
+                row = dict(searched["queries_during_search"])
+            elif shutil.which("wrk") and not args.python_clients:
                 row = _wrk(url, sid, lo, hi, args)
             else:
                 row = _threads(url, h, base, lo, hi, args)
@@ -365,6 +444,9 @@ def main() -> None:
             if args.mixed:
                 writes = writers.rows(args.seconds)
         finally:
+            if worker is not None:
+                worker.terminate()
+                worker.wait(timeout=60)
             server.terminate()
             server.wait(timeout=30)
             log.close()
@@ -381,7 +463,11 @@ def main() -> None:
         "configs_in_space": first["configs_evaluated"],
         "clients": args.clients,
         "workers": args.workers,
+        "db": args.db,
     }
+    if args.during_search:
+        _print_during(console, searched, args)
+        row["during_search"] = searched
     table = Table(title="budget queries from a stored front, loopback")
     for key in (
         "clients",
@@ -433,6 +519,31 @@ def main() -> None:
         row["writes"] = writes
     if args.json:
         print(json.dumps(row))
+
+
+def _print_during(console: Console, out: dict, args: argparse.Namespace) -> None:
+    table = Table(
+        title=f"budget queries while a search of {out['configs_in_space']:,} configurations "
+        f"runs in a mess worker ({args.db})"
+    )
+    for key in ("phase", "requests", "requests_per_s", "p50_ms", "p99_ms", "errors"):
+        table.add_column(key)
+    for name, key in (("no search", "queries_alone"), ("search running", "queries_during_search")):
+        q = out[key]
+        table.add_row(
+            name,
+            str(q["requests"]),
+            f"{q['requests_per_s']:.0f}",
+            f"{q['p50_ms']:.1f}",
+            f"{q['p99_ms']:.1f}",
+            str(q["errors"]),
+        )
+    console.print(table)
+    console.print(
+        f"search alone {out['search_alone_s']:.1f} s, under the query load "
+        f"{out['search_under_load_s']:.1f} s; p99 <= 50 ms during the search: "
+        f"{'met' if out['goal_met'] else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

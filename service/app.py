@@ -86,8 +86,11 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     app.state.search_worker = SearchWorker(
         app.state.write_sessionmaker,
         app.state.blobs,
-        settings.search_workers,
+        settings.search_workers if settings.embedded_worker else 0,
         on_finished=app.state.finished_searches.notify,
+        lease_seconds=settings.search_lease_seconds,
+        batch_window=settings.search_batch_window,
+        search_threads=settings.search_threads,
     )
     app.state.search_worker.start()
 

@@ -34,7 +34,34 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     s3_prefix: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    search_workers: int = Field(default=1, ge=0, description="search threads per API process")
+    search_workers: int = Field(
+        default=1, ge=0, description="search threads per process (API or mess worker)"
+    )
+    embedded_worker: bool = Field(
+        default=True,
+        description="the API process runs searches itself; false: an API-only replica, the "
+        "searches left to mess worker processes",
+    )
+    search_lease_seconds: float = Field(
+        default=60.0,
+        ge=0.5,
+        le=3600,
+        description="a claimed search is the worker's for this long, renewed every third of "
+        "it; a killed worker's search is taken over once it has expired",
+    )
+    search_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="cores one search computes on (numba threads); default: all. Fewer "
+        "leave cores to an API on the same machine",
+    )
+    search_batch_window: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="how long a queued search waits for searches of the same supernet and "
+        "options (other devices) to share its walk of the space",
+    )
     search_wait_seconds: float = Field(
         default=20.0, ge=0, le=300, description="how long POST /v1/search waits for a new front"
     )

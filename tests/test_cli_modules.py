@@ -16,6 +16,7 @@ HELP_ORDER = [
     "search",
     "merge",
     "serve",
+    "worker",
     "push",
     "synth",
     "token",

@@ -22,6 +22,7 @@ from mess.cli import run as _run  # noqa: F401
 from mess.cli import search as _search  # noqa: F401
 from mess.cli import merge as _merge  # noqa: F401
 from mess.cli import serve as _serve  # noqa: F401
+from mess.cli import worker as _worker  # noqa: F401
 from mess.cli import push as _push  # noqa: F401
 from mess.cli import synth as _synth  # noqa: F401
 from mess.cli import token as _token  # noqa: F401

@@ -17,7 +17,9 @@ class Search(Base):
     """The front of (supernet, profile version or GFLOPs, search options), computed once.
 
     ``key`` is the sha256 of those three; every budget query with the same key is answered
-    from the stored front (``front_sha256``, a blob).
+    from the stored front (``front_sha256``, a blob). A running search is held by one worker
+    (``lease_owner``) until ``lease_expires_at``, which that worker renews while it computes;
+    past it, another worker may take the search over (docs/DESIGN.md, "Service").
     """
 
     __tablename__ = "searches"
@@ -34,5 +36,7 @@ class Search(Base):
     configs_evaluated: Mapped[int | None] = mapped_column(BigInteger)
     seconds: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -74,6 +74,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         max_upload_mb=1,
         blob_backend="local",
         auth_cache_seconds=1.0,  # short, for the tests of its expiry
+        search_batch_window=0.0,  # searches start at once (the window has tests of its own)
     )
 
 

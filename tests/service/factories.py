@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ import onnx
 from onnx import TensorProto, helper
 
 from mess.bundle import head_part, policy_part, upsample_part
+from mess.costs import CostTable, save_costs
+from mess.stats import Stats, save_stats
 
 POSITIONS = [("layer1", 8, 4), ("layer2", 16, 8)]
 HEAD = "crm0-b0-rdi0-fcn"
@@ -103,35 +107,72 @@ def part_path(name: str) -> str:
     return "parts/" + name.replace("/", "__") + ".onnx"
 
 
-def bundle_contents(name: str = "tiny") -> tuple[dict[str, Any], dict[str, bytes]]:
-    """Manifest and member bytes of a valid tiny bundle (edit them to make invalid ones)."""
+@dataclass(frozen=True)
+class Space:
+    """What a bundle's manifest, stats and GFLOPs table say about its supernet."""
+
+    positions: list[tuple[str, int, int]]  # (name, channels, stride), in depth order
+    exits: list[dict[str, Any]]
+    stats: bytes  # mess-stats file
+    costs: dict[str, Any]  # mess-costs GFLOPs table
+    num_classes: int
+    digest: str
+    class_names: list[str] | None = None
+
+
+def space_of(stats: Stats, gflops: CostTable) -> Space:
+    """The space of ``stats`` (e.g. :func:`mess.testing.random_stats`, to make a bundle
+    whose search takes a while) with ``gflops`` as its table."""
+    with tempfile.TemporaryDirectory() as tmp:
+        save_stats(stats, Path(tmp) / "stats.npz")
+        save_costs(gflops, Path(tmp) / "costs.json")
+        raw, costs = (Path(tmp) / "stats.npz").read_bytes(), (Path(tmp) / "costs.json").read_text()
+    order = dict.fromkeys((e["position_index"], e["position"]) for e in stats.exits)
+    positions = [(name, 8, 4) for _, name in sorted(order)]
+    return Space(
+        positions,
+        list(stats.exits),
+        raw,
+        json.loads(costs),
+        int(stats.meta["num_classes"]),
+        str(stats.meta["supernet"]),
+        list(stats.meta["class_names"]),
+    )
+
+
+def bundle_contents(
+    name: str = "tiny", space: Space | None = None
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Manifest and member bytes of a valid tiny bundle (edit them to make invalid ones);
+    ``space``: another space than the tiny one (:func:`space_of`)."""
+    space = space or Space(POSITIONS, exits(), stats_bytes(), costs_table(), NUM_CLASSES, DIGEST)
     parts: dict[str, tuple[str, bytes]] = {}
-    for pos, _, _ in POSITIONS:
+    for pos, _, _ in space.positions:
         parts[f"segment/{pos}"] = ("segment", onnx_model(f"segment/{pos}", "Conv"))
     parts["segment/final"] = ("segment", onnx_model("segment/final"))
-    for ex in exits():
+    for ex in space.exits:
         parts[head_part(ex["id"])] = ("head", onnx_model(head_part(ex["id"])))
-    for pos in dict.fromkeys(ex["position"] for ex in exits()):
+    for pos in dict.fromkeys(ex["position"] for ex in space.exits):
         for kind, part in (("upsample", upsample_part(pos)), ("policy", policy_part(pos))):
             parts[part] = (kind, onnx_model(part))
     parts["head/final"] = ("final_head", onnx_model("head/final", "Conv"))
     files = {part_path(n): b for n, (_, b) in parts.items()}
-    files["stats.npz"] = stats_bytes()
-    files["costs.json"] = json.dumps(costs_table()).encode()
+    files["stats.npz"] = space.stats
+    files["costs.json"] = json.dumps(space.costs).encode()
     sha = {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
     manifest = {
         "format": "mess-bundle",
         "version": 1,
         "name": name,
-        "supernet": DIGEST,
+        "supernet": space.digest,
         "source": {"model": "test:tiny", "anything": [1, 2]},
-        "num_classes": NUM_CLASSES,
-        "class_names": [f"c{i}" for i in range(NUM_CLASSES)],
+        "num_classes": space.num_classes,
+        "class_names": space.class_names or [f"c{i}" for i in range(space.num_classes)],
         "ignore_index": 255,
         "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
         "input_size": [16, 16],
-        "positions": [{"name": n, "channels": c, "stride": s} for n, c, s in POSITIONS],
-        "exits": exits(),
+        "positions": [{"name": n, "channels": c, "stride": s} for n, c, s in space.positions],
+        "exits": space.exits,
         "parts": {
             n: {"path": part_path(n), "sha256": sha[part_path(n)], "kind": k}
             for n, (k, _) in parts.items()
@@ -142,10 +183,10 @@ def bundle_contents(name: str = "tiny") -> tuple[dict[str, Any], dict[str, bytes
     return manifest, files
 
 
-def make_bundle(path: Path, name: str = "tiny") -> Path:
-    """Write a valid tiny bundle to ``path``."""
+def make_bundle(path: Path, name: str = "tiny", space: Space | None = None) -> Path:
+    """Write a valid tiny bundle (or one of ``space``) to ``path``."""
     from mess.bundle import write_bundle
 
-    manifest, files = bundle_contents(name)
+    manifest, files = bundle_contents(name, space)
     write_bundle(path, manifest, files)
     return path

@@ -95,3 +95,21 @@ def test_the_partial_timings_migration_goes_down_and_up_again(fresh_url: str) ->
     assert {"timings_context", "timings_device", "timings_discarded"} <= columns
     check = _alembic(fresh_url, "check")
     assert check.returncode == 0, check.stderr
+
+
+def test_search_leases_upgrade_from_the_previous_revision_and_back(fresh_url: str) -> None:
+    def columns() -> set[str]:
+        engine = create_engine(fresh_url)
+        try:
+            return {c["name"] for c in inspect(engine).get_columns("searches")}
+        finally:
+            engine.dispose()
+
+    assert _alembic(fresh_url, "upgrade", "0005").returncode == 0
+    assert "lease_owner" not in columns()
+    up = _alembic(fresh_url, "upgrade", "head")
+    assert up.returncode == 0, up.stderr
+    assert {"lease_owner", "lease_expires_at"} <= columns()
+    down = _alembic(fresh_url, "downgrade", "0005")
+    assert down.returncode == 0, down.stderr
+    assert "lease_expires_at" not in columns()

@@ -141,13 +141,13 @@ def slow_search(
     h = auth(tokens["engineer"])
     files = {"bundle": ("b.mess", bundle_file.read_bytes(), "application/zip")}
     sid = client.post("/v1/supernets", files=files, headers=h).json()["id"]
-    compute = search_worker.compute_front
+    compute = search_worker.compute_fronts
 
     def slow(*args: Any, **kwargs: Any) -> Any:
         time.sleep(1.0)
         return compute(*args, **kwargs)
 
-    monkeypatch.setattr(search_worker, "compute_front", slow)
+    monkeypatch.setattr(search_worker, "compute_fronts", slow)
     monkeypatch.setattr(search_routes, "RECHECK_SECONDS", 120.0)
     return {"body": {"supernet_id": sid, "device": "gflops", "objective": "pareto"}, "h": h}
 
