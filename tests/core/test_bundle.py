@@ -58,6 +58,23 @@ def test_same_content_gives_the_same_bundle_digest(tmp_path: Path) -> None:
     )
 
 
+def test_members_streamed_from_files_give_the_same_bundle(tmp_path: Path) -> None:
+    manifest, files = bundle_contents()
+    on_disk: dict[str, bytes | Path] = {}
+    for i, (member, blob) in enumerate(files.items()):
+        (tmp_path / f"m{i}").write_bytes(blob)
+        on_disk[member] = tmp_path / f"m{i}"
+    assert write_bundle(tmp_path / "a.mess", manifest, files) == write_bundle(
+        tmp_path / "b.mess", manifest, on_disk
+    )
+    member = "parts/segment__final.onnx"
+    Path(on_disk[member]).write_bytes(onnx_model("other", "Conv"))
+    with pytest.raises(BundleError, match="sha256"):
+        write_bundle(tmp_path / "c.mess", manifest, on_disk)
+    assert not (tmp_path / "c.mess").exists()
+    assert not list(tmp_path.glob(".c.mess.*"))  # nor its temporary file
+
+
 def test_write_refuses_files_that_do_not_match_the_manifest(tmp_path: Path) -> None:
     manifest, files = bundle_contents()
     files["parts/segment__final.onnx"] = onnx_model("other", "Conv")
