@@ -90,6 +90,8 @@ class BundleLimits:
     Attributes:
         max_members: most zip members.
         max_member_bytes: largest uncompressed member.
+        max_part_bytes: largest ONNX part (a protobuf message cannot exceed 2 GiB; only
+            ``supernet.pt`` may be larger).
         max_total_bytes: largest uncompressed total.
         max_ratio: largest uncompressed/compressed ratio of a member above ``ratio_floor``.
         ratio_floor: members smaller than this (uncompressed) skip the ratio check.
@@ -97,7 +99,8 @@ class BundleLimits:
     """
 
     max_members: int = 10_000
-    max_member_bytes: int = 2 << 30
+    max_member_bytes: int = 16 << 30
+    max_part_bytes: int = 2 << 30
     max_total_bytes: int = 16 << 30
     max_ratio: float = 200.0
     ratio_floor: int = 1 << 20
@@ -572,6 +575,12 @@ def read_bundle(
         missing = sorted(set(digests) - set(entries))
         if missing:
             raise BundleError(f"bundle member {missing[0]!r} is listed but missing")
+        for part in manifest.parts.values():
+            if entries[part.path].file_size > limits.max_part_bytes:
+                raise BundleError(
+                    f"part {part.path!r} is {entries[part.path].file_size} bytes, more than "
+                    f"{limits.max_part_bytes} (the most an ONNX protobuf can hold)"
+                )
         files: dict[str, Path] = {}
         for i, (member, sha) in enumerate(sorted(digests.items())):
             dest = workdir / f"{i:05d}{PurePosixPath(member).suffix}"

@@ -203,6 +203,12 @@ def test_member_count_total_and_member_size_limits(tmp_path: Path) -> None:
     assert "members, more than 3" in _error(path, limits=BundleLimits(max_members=3))
     assert "bytes uncompressed" in _error(path, limits=BundleLimits(max_member_bytes=100))
     assert "bytes uncompressed" in _error(path, limits=BundleLimits(max_total_bytes=1000))
+    # an ONNX part is bounded apart (protobuf's 2 GiB), other members are not
+    biggest = max(len(b) for m, b in files.items() if m.startswith("parts/"))
+    part_limit = BundleLimits(max_part_bytes=biggest - 1)
+    assert f"more than {biggest - 1} (the most an ONNX protobuf" in _error(path, limits=part_limit)
+    assert max(len(files["stats.npz"]), len(files["costs.json"])) > biggest
+    validate_bundle(path, limits=BundleLimits(max_part_bytes=biggest))
 
 
 def test_stats_with_other_classes_than_the_manifest_are_refused(tmp_path: Path) -> None:
