@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     )
     admin_token: SecretStr | None = None
     max_upload_mb: int = Field(
-        default=4096, gt=0, description="bundle upload limit (the paper's space: about 2 GB)"
+        default=4096, gt=0, description="bundle upload limit (the paper's space: 2.4 GB of parts)"
     )
     lease_seconds: int = Field(default=60, gt=0)
     blob_backend: Literal["local", "s3"] = "local"
