@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import onnx
+import pytest
 
 from mess.bundle import MANIFEST, write_bundle
 from tests.e2e.conftest import ADMIN, BIN, Server
@@ -49,6 +50,7 @@ def _part_downloads(log: Path, supernet: str) -> list[str]:
     return re.findall(pattern, log.read_text(errors="replace"))
 
 
+@pytest.mark.timeout(900)  # two agent runs: about a minute, several on a loaded machine
 def test_a_second_supernet_downloads_only_the_parts_not_cached(
     tiny_bundle: Path, tmp_path: Path
 ) -> None:
