@@ -230,7 +230,8 @@ def iter_parts(
         )
         x = features[pos.index] = out["y"]
     if len(list(supernet.final_segment.children())) == 0:
-        last = x
+        with torch.no_grad():
+            last = supernet.final_segment(x)
         yield Part(
             segment_part(FINAL),
             "segment",
