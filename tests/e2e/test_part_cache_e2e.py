@@ -55,8 +55,9 @@ def test_a_second_supernet_downloads_only_the_parts_not_cached(
     tiny_bundle: Path, tmp_path: Path
 ) -> None:
     log = tmp_path / "server.log"
-    server = Server(tmp_path / "data", log=log).start()
-    try:
+    server = Server(tmp_path / "data", log=log)
+    try:  # stopped also when it fails to start in time
+        server.start()
         token = server.token("agent", "agent-1")
         agent = [str(BIN / "mess-agent"), "--server", server.url, "--token", token]
         agent += ["--name", "e2e", "--once", "--tier", "smoke"]
