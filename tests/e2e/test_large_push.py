@@ -23,9 +23,11 @@ MB = 1 << 20
 
 @pytest.fixture
 def small_server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "data", MESS_MAX_UPLOAD_MB="1").start()
-    yield srv
-    srv.stop()
+    srv = Server(tmp_path / "data", MESS_MAX_UPLOAD_MB="1")
+    try:  # stopped also when it fails to start in time
+        yield srv.start()
+    finally:
+        srv.stop()
 
 
 def _padded(path: Path, random_bytes: int, zeros: int = 0) -> Path:
