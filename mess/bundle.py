@@ -90,6 +90,8 @@ class BundleLimits:
     Attributes:
         max_members: most zip members.
         max_member_bytes: largest uncompressed member.
+        max_part_bytes: largest ONNX part (a protobuf message cannot exceed 2 GiB; only
+            ``supernet.pt`` may be larger).
         max_total_bytes: largest uncompressed total.
         max_ratio: largest uncompressed/compressed ratio of a member above ``ratio_floor``.
         ratio_floor: members smaller than this (uncompressed) skip the ratio check.
@@ -97,7 +99,8 @@ class BundleLimits:
     """
 
     max_members: int = 10_000
-    max_member_bytes: int = 2 << 30
+    max_member_bytes: int = 16 << 30
+    max_part_bytes: int = 2 << 30
     max_total_bytes: int = 16 << 30
     max_ratio: float = 200.0
     ratio_floor: int = 1 << 20
@@ -572,6 +575,12 @@ def read_bundle(
         missing = sorted(set(digests) - set(entries))
         if missing:
             raise BundleError(f"bundle member {missing[0]!r} is listed but missing")
+        for part in manifest.parts.values():
+            if entries[part.path].file_size > limits.max_part_bytes:
+                raise BundleError(
+                    f"part {part.path!r} is {entries[part.path].file_size} bytes, more than "
+                    f"{limits.max_part_bytes} (the most an ONNX protobuf can hold)"
+                )
         files: dict[str, Path] = {}
         for i, (member, sha) in enumerate(sorted(digests.items())):
             dest = workdir / f"{i:05d}{PurePosixPath(member).suffix}"
@@ -631,20 +640,28 @@ def write_bundle(
     if set(files) != set(digests):
         extra = sorted(set(files) ^ set(digests))
         raise BundleError(f"files and manifest disagree on member {extra[0]!r}")
-    data: dict[str, bytes] = {}
-    for member, content in files.items():
-        blob = content if isinstance(content, bytes) else Path(content).read_bytes()
-        if hashlib.sha256(blob).hexdigest() != digests[member]:
-            raise BundleError(f"sha256 of {member!r} does not match the manifest")
-        data[member] = blob
     raw = manifest if not isinstance(manifest, Manifest) else manifest.model_dump(mode="json")
     text = json.dumps(raw, indent=1, sort_keys=True).encode()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # members given as paths are copied in chunks and hashed on the way, so a bundle of
+    # several GB is never whole in memory; a mismatch aborts the atomic write
     with atomic_write(path) as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for member, blob in [(MANIFEST, text), *sorted(data.items())]:
+        for member, content in [(MANIFEST, text), *sorted(files.items())]:
             info = zipfile.ZipInfo(member, date_time=_ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = (stat.S_IFREG | 0o644) << 16
-            zf.writestr(info, blob)
+            digest = hashlib.sha256()
+            if isinstance(content, bytes):
+                digest.update(content)
+                zf.writestr(info, content)
+            else:
+                # the size decides zip64 as writestr would: the same bytes either way
+                info.file_size = os.stat(content).st_size
+                with open(content, "rb") as src, zf.open(info, "w") as dst:
+                    while chunk := src.read(_CHUNK):
+                        digest.update(chunk)
+                        dst.write(chunk)
+            if member != MANIFEST and digest.hexdigest() != digests[member]:
+                raise BundleError(f"sha256 of {member!r} does not match the manifest")
     return sha256_file(path)

@@ -24,7 +24,9 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/mess.db"
     )
     admin_token: SecretStr | None = None
-    max_upload_mb: int = Field(default=512, gt=0)
+    max_upload_mb: int = Field(
+        default=4096, gt=0, description="bundle upload limit (the paper's space: 2.4 GB of parts)"
+    )
     lease_seconds: int = Field(default=60, gt=0)
     blob_backend: Literal["local", "s3"] = "local"
     s3_endpoint_url: str | None = None

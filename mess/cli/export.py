@@ -22,6 +22,14 @@ def export_command(
     check: Annotated[
         bool, typer.Option(help="Check every part against PyTorch in onnxruntime.")
     ] = True,
+    weights: Annotated[
+        bool,
+        typer.Option(
+            help="Also store the supernet weights (supernet.pt) in the bundle, so that the "
+            "bundle alone can be exported again or trained further. The service, the agents "
+            "and mess assemble never read them; they double a bundle's size.",
+        ),
+    ] = False,
     sample_images: Annotated[
         int,
         typer.Option(
@@ -40,7 +48,7 @@ def export_command(
         int | None, typer.Option(help="--sample-images: as given to mess calibrate.")
     ] = None,
 ) -> None:
-    """Export the supernet as a bundle: ONNX parts, stats, GFLOPs costs, weights.
+    """Export the supernet as a deployment bundle: ONNX parts, stats, GFLOPs costs.
 
     Example: mess export --supernet sn.pt --stats stats.npz --input-size 512x1024 -o city.mess
     (add --sample-images 32 --data synth to carry calibration images for verification)
@@ -73,6 +81,7 @@ def export_command(
                 check=check,
                 progress=lambda _name: progress.advance(task),
                 samples=samples,
+                weights=weights,
             )
     except (SupernetFileError, ExportError, BundleError, ValueError) as exc:
         raise UserError(str(exc)) from None

@@ -21,7 +21,7 @@ import json
 import logging
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from mess.bundle import (
     upsample_part,
     write_bundle,
 )
+from mess.fileio import sha256_file
 from mess.nn.costs import gflops_table
 from mess.nn.normalize import IMAGENET_MEAN, IMAGENET_STD, NormalizeLayer
 from mess.nn.policy import image_scores
@@ -162,7 +163,21 @@ def export_parts(
     check: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> list[Part]:
-    """Export every part of ``supernet`` for ``input_size``, checked in onnxruntime.
+    """Every part of ``supernet`` in memory (:func:`iter_parts`; small supernets only)."""
+    return list(iter_parts(supernet, input_size, pixel_thresholds, check=check, progress=progress))
+
+
+def iter_parts(
+    supernet: Supernet,
+    input_size: tuple[int, int],
+    pixel_thresholds: Sequence[float],
+    *,
+    check: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> Iterator[Part]:
+    """Export the parts of ``supernet`` for ``input_size`` one at a time, each checked in
+    onnxruntime: a caller that writes each away holds one part's graph at a time (the
+    paper's space has 626 parts, 2.4 GB of ONNX).
 
     Args:
         supernet: the supernet (eval mode is set here).
@@ -171,23 +186,23 @@ def export_parts(
         check: run ``onnx.checker`` and the onnxruntime parity check on every part.
         progress: called with each part name once it is done.
 
-    Returns:
+    Yields:
         The parts in dependency order.
     """
     supernet = supernet.cpu().eval()
     h, w = input_size
     gen = torch.Generator().manual_seed(0)
     image = torch.rand(1, 3, h, w, generator=gen)
-    parts: list[Part] = []
+    out: dict[str, torch.Tensor] = {}  # the output of the part just exported
 
-    def add(
+    def export(
         name: str,
         kind: str,
         module: nn.Module,
         args: tuple[torch.Tensor, ...],
         inputs: list[str],
         outputs: list[str],
-    ) -> torch.Tensor:
+    ) -> Part:
         with torch.no_grad():
             expected = module(*args)
         part = Part(
@@ -200,22 +215,24 @@ def export_parts(
         )
         if check:
             check_parity(part, args, expected)
-        parts.append(part)
         if progress is not None:
             progress(name)
-        return expected
+        out["y"] = expected
+        return part
 
     features: dict[int, torch.Tensor] = {}
     x = image
     for pos, segment in zip(supernet.positions, supernet.segments, strict=True):
         module = _First(segment) if pos.index == 0 else segment
         first = pos.index == 0
-        x = add(segment_part(pos.name), "segment", module, (x,), ["image" if first else "x"], ["y"])
-        features[pos.index] = x
-    with torch.no_grad():
-        last = supernet.final_segment(x)
+        yield export(
+            segment_part(pos.name), "segment", module, (x,), ["image" if first else "x"], ["y"]
+        )
+        x = features[pos.index] = out["y"]
     if len(list(supernet.final_segment.children())) == 0:
-        part = Part(
+        with torch.no_grad():
+            last = supernet.final_segment(x)
+        yield Part(
             segment_part(FINAL),
             "segment",
             _identity_model("segment_final", list(x.shape)),
@@ -223,32 +240,25 @@ def export_parts(
             ["y"],
             [list(x.shape)],
         )
-        parts.append(part)
     else:
-        last = add(segment_part(FINAL), "segment", supernet.final_segment, (x,), ["x"], ["y"])
+        yield export(segment_part(FINAL), "segment", supernet.final_segment, (x,), ["x"], ["y"])
+        last = out["y"]
     low = supernet.final_head.low_position
-    if low is not None:
-        add(
-            head_part(FINAL),
-            "final_head",
-            _FinalHead(supernet, input_size),
-            (last, features[low]),
-            ["x", "low"],
-            ["logits"],
-        )
-    else:
-        add(
-            head_part(FINAL),
-            "final_head",
-            _FinalHead(supernet, input_size),
-            (last,),
-            ["x"],
-            ["logits"],
-        )
+    final_args, final_inputs = (
+        ((last,), ["x"]) if low is None else ((last, features[low]), ["x", "low"])
+    )
+    yield export(
+        head_part(FINAL),
+        "final_head",
+        _FinalHead(supernet, input_size),
+        final_args,
+        final_inputs,
+        ["logits"],
+    )
     done_positions: set[int] = set()
     for eid in supernet.early_exit_ids:
         pos = supernet.position_of(eid)
-        logits = add(
+        yield export(
             head_part(eid),
             "head",
             supernet.exit_head(eid),
@@ -256,10 +266,11 @@ def export_parts(
             ["x"],
             ["logits"],
         )
+        logits = out["y"]
         if pos.index in done_positions:
             continue
         done_positions.add(pos.index)
-        add(
+        yield export(
             upsample_part(pos.name),
             "upsample",
             _Upsample(input_size),
@@ -267,7 +278,7 @@ def export_parts(
             ["logits"],
             ["logits_up"],
         )
-        add(
+        yield export(
             policy_part(pos.name),
             "policy",
             _Policy(pixel_thresholds),
@@ -275,7 +286,6 @@ def export_parts(
             ["logits"],
             ["scores"],
         )
-    return parts
 
 
 def part_filename(name: str) -> str:
@@ -293,8 +303,14 @@ def export_bundle(
     check: bool = True,
     progress: Callable[[str], None] | None = None,
     samples: tuple[np.ndarray, np.ndarray] | None = None,
+    weights: bool = False,
 ) -> dict[str, Any]:
-    """Write a ``mess-bundle`` v1 (zip): manifest, ONNX parts, stats, GFLOPs costs, weights.
+    """Write a ``mess-bundle`` v1 (zip): manifest, ONNX parts, stats, GFLOPs costs and,
+    when asked, the supernet weights.
+
+    Each part goes to a scratch folder beside ``output`` as soon as it is exported and the
+    archive is written from there in chunks, so memory holds the supernet and one part,
+    never the whole bundle.
 
     Args:
         supernet: the trained supernet.
@@ -308,6 +324,9 @@ def export_bundle(
         samples: ``(images, indices)``: calibration images (float32 ``[N, 3, H, W]`` in
             [0, 1] at ``input_size``) and their sample indices in the stats, stored as
             ``samples.npz`` for verification (docs/DESIGN.md, "Bundle").
+        weights: also store ``supernet.pt``, so that the bundle alone can be exported
+            again (``load_supernet`` reads it); nothing in the service, the agent or
+            ``mess assemble`` reads it.
 
     Returns:
         The manifest.
@@ -320,58 +339,68 @@ def export_bundle(
             f"not this one ({digest[:12]}): run mess calibrate again"
         )
     thresholds = [float(t) for t in stats.meta["pixel_thresholds"]]
-    parts = export_parts(supernet, input_size, thresholds, check=check, progress=progress)
-    files: dict[str, bytes] = {}
-    part_index: dict[str, dict[str, Any]] = {}
-    for part in parts:
-        path = part_filename(part.name)
-        files[path] = part.model
-        part_index[part.name] = {
-            "path": path,
-            "sha256": hashlib.sha256(part.model).hexdigest(),
-            "kind": part.kind,
-            "inputs": part.inputs,
-            "input_shapes": part.input_shapes,
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # beside the output, not in /tmp: it holds the whole bundle, and /tmp may be in memory
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".mess-export-") as tmp:
+        scratch = Path(tmp)
+        (scratch / "parts").mkdir()
+        files: dict[str, bytes | Path] = {}
+        part_index: dict[str, dict[str, Any]] = {}
+        for part in iter_parts(supernet, input_size, thresholds, check=check, progress=progress):
+            path = part_filename(part.name)
+            (scratch / path).write_bytes(part.model)
+            files[path] = scratch / path
+            part_index[part.name] = {
+                "path": path,
+                "sha256": _sha(part.model),
+                "kind": part.kind,
+                "inputs": part.inputs,
+                "input_shapes": part.input_shapes,
+            }
+        stats_bytes = Path(stats_path).read_bytes()
+        files["stats.npz"] = stats_bytes
+        costs = json.dumps(gflops_table(supernet, input_size, num_thresholds=1), indent=1)
+        files["costs.json"] = costs_bytes = costs.encode()
+        sn_manifest = supernet.manifest()
+        low = supernet.final_head.low_position
+        manifest = {
+            "format": "mess-bundle",
+            "version": 1,
+            "name": name or output.stem,
+            "supernet": digest,
+            "source": {
+                **sn_manifest["source"],
+                "space": sn_manifest["space"],
+                "widths": sn_manifest["widths"],
+                "low_position": supernet.positions[low].name if low is not None else None,
+                "pixel_thresholds": thresholds,
+            },
+            "num_classes": supernet.num_classes,
+            "class_names": list(stats.meta.get("class_names") or []),
+            "ignore_index": 255,
+            "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+            "input_size": [int(input_size[0]), int(input_size[1])],
+            "positions": [
+                {"name": p.name, "channels": p.channels, "stride": p.stride}
+                for p in supernet.positions
+            ],
+            "exits": sn_manifest["exits"],
+            "parts": part_index,
+            "stats": {"path": "stats.npz", "sha256": _sha(stats_bytes)},
+            "costs": {"path": "costs.json", "sha256": _sha(costs_bytes)},
         }
-    files["stats.npz"] = Path(stats_path).read_bytes()
-    costs = gflops_table(supernet, input_size, num_thresholds=1)
-    files["costs.json"] = json.dumps(costs, indent=1).encode()
-    with tempfile.TemporaryDirectory() as tmp:
-        supernet.save(Path(tmp) / "supernet.pt")
-        files["supernet.pt"] = (Path(tmp) / "supernet.pt").read_bytes()
-    sn_manifest = supernet.manifest()
-    low = supernet.final_head.low_position
-    manifest = {
-        "format": "mess-bundle",
-        "version": 1,
-        "name": name or Path(output).stem,
-        "supernet": digest,
-        "source": {
-            **sn_manifest["source"],
-            "space": sn_manifest["space"],
-            "widths": sn_manifest["widths"],
-            "low_position": supernet.positions[low].name if low is not None else None,
-            "pixel_thresholds": thresholds,
-        },
-        "num_classes": supernet.num_classes,
-        "class_names": list(stats.meta.get("class_names") or []),
-        "ignore_index": 255,
-        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-        "input_size": [int(input_size[0]), int(input_size[1])],
-        "positions": [
-            {"name": p.name, "channels": p.channels, "stride": p.stride} for p in supernet.positions
-        ],
-        "exits": sn_manifest["exits"],
-        "parts": part_index,
-        "stats": {"path": "stats.npz", "sha256": _sha(files["stats.npz"])},
-        "costs": {"path": "costs.json", "sha256": _sha(files["costs.json"])},
-        "weights": {"path": "supernet.pt", "sha256": _sha(files["supernet.pt"])},
-    }
-    if samples is not None:
-        files["samples.npz"] = samples_bytes(*samples)
-        load_samples(files["samples.npz"], input_size, int(stats.intersection.shape[0]))
-        manifest["samples"] = {"path": "samples.npz", "sha256": _sha(files["samples.npz"])}
-    write_bundle(output, manifest, files)
+        if weights:
+            supernet.save(scratch / "supernet.pt")
+            files["supernet.pt"] = scratch / "supernet.pt"
+            weights_sha = sha256_file(scratch / "supernet.pt")
+            manifest["weights"] = {"path": "supernet.pt", "sha256": weights_sha}
+        if samples is not None:
+            samples_npz = samples_bytes(*samples)
+            load_samples(samples_npz, input_size, int(stats.intersection.shape[0]))
+            files["samples.npz"] = samples_npz
+            manifest["samples"] = {"path": "samples.npz", "sha256": _sha(samples_npz)}
+        write_bundle(output, manifest, files)
     return manifest
 
 

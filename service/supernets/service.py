@@ -37,10 +37,17 @@ class InvalidBundle(AppError):
 
 
 def bundle_limits(settings: Settings) -> BundleLimits:
-    """Archive limits for uploads: members may not exceed what the upload limit allows
-    uncompressed by a sane ratio (ONNX weights hardly compress)."""
+    """Archive limits for uploads, which bound the scratch disk an upload may fill.
+
+    An honest bundle hardly compresses (ONNX weights, npz), so its members add up to about
+    the upload's size: small uploads may expand 8x (a member) and 16x (all), large ones by
+    1 GiB (a member) and to twice the upload plus 2 GiB (all), never 16x of several GB.
+    """
     upload = settings.max_upload_bytes
-    return BundleLimits(max_member_bytes=min(2 << 30, 8 * upload), max_total_bytes=16 * upload)
+    return BundleLimits(
+        max_member_bytes=min(8 * upload, upload + (1 << 30)),
+        max_total_bytes=min(16 * upload, 2 * upload + (2 << 30)),
+    )
 
 
 def _delete_created(blobs: BlobStore, created: list[str]) -> None:

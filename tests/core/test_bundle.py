@@ -58,6 +58,23 @@ def test_same_content_gives_the_same_bundle_digest(tmp_path: Path) -> None:
     )
 
 
+def test_members_streamed_from_files_give_the_same_bundle(tmp_path: Path) -> None:
+    manifest, files = bundle_contents()
+    on_disk: dict[str, bytes | Path] = {}
+    for i, (member, blob) in enumerate(files.items()):
+        (tmp_path / f"m{i}").write_bytes(blob)
+        on_disk[member] = tmp_path / f"m{i}"
+    assert write_bundle(tmp_path / "a.mess", manifest, files) == write_bundle(
+        tmp_path / "b.mess", manifest, on_disk
+    )
+    member = "parts/segment__final.onnx"
+    Path(on_disk[member]).write_bytes(onnx_model("other", "Conv"))
+    with pytest.raises(BundleError, match="sha256"):
+        write_bundle(tmp_path / "c.mess", manifest, on_disk)
+    assert not (tmp_path / "c.mess").exists()
+    assert not list(tmp_path.glob(".c.mess.*"))  # nor its temporary file
+
+
 def test_write_refuses_files_that_do_not_match_the_manifest(tmp_path: Path) -> None:
     manifest, files = bundle_contents()
     files["parts/segment__final.onnx"] = onnx_model("other", "Conv")
@@ -186,6 +203,12 @@ def test_member_count_total_and_member_size_limits(tmp_path: Path) -> None:
     assert "members, more than 3" in _error(path, limits=BundleLimits(max_members=3))
     assert "bytes uncompressed" in _error(path, limits=BundleLimits(max_member_bytes=100))
     assert "bytes uncompressed" in _error(path, limits=BundleLimits(max_total_bytes=1000))
+    # an ONNX part is bounded apart (protobuf's 2 GiB), other members are not
+    biggest = max(len(b) for m, b in files.items() if m.startswith("parts/"))
+    part_limit = BundleLimits(max_part_bytes=biggest - 1)
+    assert f"more than {biggest - 1} (the most an ONNX protobuf" in _error(path, limits=part_limit)
+    assert max(len(files["stats.npz"]), len(files["costs.json"])) > biggest
+    validate_bundle(path, limits=BundleLimits(max_part_bytes=biggest))
 
 
 def test_stats_with_other_classes_than_the_manifest_are_refused(tmp_path: Path) -> None:

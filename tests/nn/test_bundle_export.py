@@ -1,4 +1,5 @@
 import json
+import zipfile
 
 import numpy as np
 import onnxruntime as ort
@@ -9,7 +10,7 @@ from typer.testing import CliRunner
 
 from mess.bundle import read_bundle
 from mess.cli import app
-from mess.nn import build_model, load_supernet, to_supernet
+from mess.nn import SupernetFileError, build_model, load_supernet, to_supernet
 from mess.nn.calibrate import calibrate
 from mess.nn.runtime import infer
 from mess.onnx import assemble
@@ -56,9 +57,28 @@ def test_exported_bundle_passes_the_service_validation(exported, tmp_path):
     assert bundle.costs["unit"] == "gflops"
 
 
-def test_load_supernet_reads_a_bundle(exported):
+def test_a_bundle_leaves_the_weights_out_unless_asked(exported, tmp_path):
     sn, tmp = exported
-    assert load_supernet(tmp / "sn.mess").digest() == sn.digest()
+    with zipfile.ZipFile(tmp / "sn.mess") as zf:
+        assert "supernet.pt" not in zf.namelist()
+    assert read_bundle(tmp / "sn.mess", tmp_path).manifest.weights is None
+    with pytest.raises(SupernetFileError, match="bundle without supernet weights"):
+        load_supernet(tmp / "sn.mess")
+
+
+def test_load_supernet_reads_a_bundle_exported_with_weights(exported):
+    sn, tmp = exported
+    args = ["--supernet", str(tmp / "sn.pt"), "--stats", str(tmp / "stats.npz")]
+    args += ["--input-size", "64x64", "--no-check", "--weights", "-o", str(tmp / "w.mess")]
+    result = CliRunner().invoke(app, ["export", *args])
+    assert result.exit_code == 0, result.output
+    assert load_supernet(tmp / "w.mess").digest() == sn.digest()
+    with zipfile.ZipFile(tmp / "sn.mess") as light, zipfile.ZipFile(tmp / "w.mess") as full:
+        # the same parts byte for byte: only the weights member is added
+        assert set(full.namelist()) - set(light.namelist()) == {"supernet.pt"}
+        for name in light.namelist():
+            if name != "manifest.json":
+                assert light.read(name) == full.read(name), name
 
 
 def test_assemble_from_the_bundle_matches_pytorch(exported):
