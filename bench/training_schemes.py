@@ -36,7 +36,7 @@ from bench._common import seed_workdir
 from mess.fileio import write_text_atomic
 from mess.pipeline import Preset, run_build
 from mess.pipeline.build import build_digests, training_settings
-from mess.pipeline.data import pipeline_dataset
+from mess.pipeline.data import preset_split
 from mess.pipeline.reuse import Stage, run_stages
 from mess.pipeline.training import train_supernet
 
@@ -54,14 +54,7 @@ def validation_mious(supernet: Path, preset: Preset, *, exits: bool = True) -> d
     from mess.nn.train.evaluation import evaluate
 
     sn = load_supernet(supernet)
-    dataset = pipeline_dataset(
-        preset.data,
-        "calibration",
-        data_seed=preset.data_seed,
-        size=preset.size,
-        num_classes=preset.num_classes,
-        length=preset.calibration_images,
-    )
+    dataset = preset_split(preset, "calibration")
     chosen = [*sn.early_exit_ids, "final"] if exits else ["final"]
     return dict(evaluate(sn, dataset, chosen, batch_size=16))
 

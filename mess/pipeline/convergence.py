@@ -19,7 +19,7 @@ from rich.console import Console
 
 from mess.fileio import write_text_atomic
 from mess.pipeline.build import build_digests, training_settings
-from mess.pipeline.data import pipeline_dataset
+from mess.pipeline.data import preset_split
 from mess.pipeline.presets import Preset
 from mess.pipeline.reuse import Stage, run_stages
 from mess.pipeline.training import train_supernet
@@ -34,14 +34,7 @@ def final_validation_miou(supernet: Path, preset: Preset) -> float:
     from mess.nn import load_supernet
     from mess.nn.train.evaluation import evaluate
 
-    dataset = pipeline_dataset(
-        preset.data,
-        "calibration",
-        data_seed=preset.data_seed,
-        size=preset.size,
-        num_classes=preset.num_classes,
-        length=preset.calibration_images,
-    )
+    dataset = preset_split(preset, "calibration")
     return evaluate(load_supernet(supernet), dataset, ["final"], batch_size=16)["final"]
 
 

@@ -51,6 +51,22 @@ def pipeline_dataset(
     return dataset
 
 
+def preset_split(preset: Any, split: str) -> Any:
+    """The ``calibration`` or ``test`` split of a :class:`mess.pipeline.Preset`, as long as the
+    preset says (evaluation: no augmentation)."""
+    lengths = {"calibration": preset.calibration_images, "test": preset.test_images}
+    if split not in lengths:
+        raise PipelineError(f"unknown split {split!r}: use calibration or test")
+    return pipeline_dataset(
+        preset.data,
+        split,
+        data_seed=preset.data_seed,
+        size=preset.size,
+        num_classes=preset.num_classes,
+        length=lengths[split],
+    )
+
+
 def split_difficulties(
     data: str,
     lengths: dict[str, int],

@@ -13,7 +13,7 @@ import numpy as np
 
 from mess.evaluate import Evaluation, evaluate_model
 from mess.fileio import write_bytes_atomic
-from mess.pipeline.data import pipeline_dataset
+from mess.pipeline.data import preset_split
 from mess.pipeline.presets import Preset
 
 ORIGINAL = {"exits": [], "terminal": "final"}  # the original network: ``final`` alone
@@ -22,14 +22,7 @@ Sample = tuple[np.ndarray, np.ndarray]
 
 def load_test_split(*, preset: Preset) -> list[Sample]:
     """The preset's test split as ``(image float32 [3,H,W], mask [H,W])`` arrays."""
-    test = pipeline_dataset(
-        preset.data,
-        "test",
-        data_seed=preset.data_seed,
-        size=preset.size,
-        num_classes=preset.num_classes,
-        length=preset.test_images,
-    )
+    test = preset_split(preset, "test")
     samples = []
     for i in range(len(test)):
         image, mask = test[i]
