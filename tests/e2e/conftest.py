@@ -143,7 +143,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     arrays = calibrate(sn, data, pixel_thresholds=[0.4, 0.5])
     meta = json.loads(str(arrays.pop("meta")))
     save_stats(Stats(meta=meta, **arrays), tmp / "stats.npz")
-    export_bundle(sn, tmp / "stats.npz", (32, 32), tmp / "tiny.mess")
+    export_bundle(sn, tmp / "stats.npz", (32, 32), tmp / "tiny.mess", weights=True)
     return tmp / "tiny.mess"
 
 
