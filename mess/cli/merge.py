@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from mess.cli._app import UserError, app
-from mess.cli.search import check_query, report
+from mess.cli.search import Budget, MaxDrop, Objective, WorstBudget, check_query, report
 
 
 def _index(path: Path) -> int:
@@ -120,12 +120,10 @@ def merge_command(
             show_default=False,
         ),
     ],
-    objective: Annotated[str, typer.Option(help="max-accuracy, min-cost or pareto.")],
-    budget: Annotated[float | None, typer.Option(help="Expected-cost budget.")] = None,
-    worst_budget: Annotated[float | None, typer.Option(help="Worst-cost budget.")] = None,
-    max_drop: Annotated[
-        float | None, typer.Option(help="Allowed mIoU drop (0.001 = 0.1 pp), min-cost.")
-    ] = None,
+    objective: Objective,
+    budget: Budget = None,
+    worst_budget: WorstBudget = None,
+    max_drop: MaxDrop = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print what mess search --json prints.")
     ] = False,

@@ -17,6 +17,14 @@ import typer
 
 from mess.cli._app import UserError, app
 
+# The query's options, shared with ``mess merge`` (which answers the same query).
+Objective = Annotated[str, typer.Option(help="max-accuracy, min-cost or pareto.")]
+Budget = Annotated[float | None, typer.Option(help="Expected-cost budget.")]
+WorstBudget = Annotated[float | None, typer.Option(help="Worst-cost budget.")]
+MaxDrop = Annotated[
+    float | None, typer.Option(help="Allowed mIoU drop (0.001 = 0.1 pp), min-cost.")
+]
+
 OBJECTIVES = ("max-accuracy", "min-cost", "pareto")
 
 
@@ -251,7 +259,7 @@ def search_command(
         list[Path],
         typer.Option(help="Cost table (mess-costs .json); repeat for a fleet search."),
     ],
-    objective: Annotated[str, typer.Option(help="max-accuracy, min-cost or pareto.")],
+    objective: Objective,
     max_exits: Annotated[int, typer.Option(min=0, help="Most early exits.")] = 3,
     image_thresholds: Annotated[
         str | None, typer.Option(help="Image-threshold grid, comma list (default 0,0.05,..,0.95).")
@@ -262,11 +270,9 @@ def search_command(
     no_truncation: Annotated[
         bool, typer.Option("--no-truncation", help="Terminal is always the final exit.")
     ] = False,
-    budget: Annotated[float | None, typer.Option(help="Expected-cost budget.")] = None,
-    worst_budget: Annotated[float | None, typer.Option(help="Worst-cost budget.")] = None,
-    max_drop: Annotated[
-        float | None, typer.Option(help="Allowed mIoU drop (0.001 = 0.1 pp), min-cost.")
-    ] = None,
+    budget: Budget = None,
+    worst_budget: WorstBudget = None,
+    max_drop: MaxDrop = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (an array for several --costs).")
     ] = False,
