@@ -258,11 +258,9 @@ def main(argv: list[str] | None = None) -> None:
         choices=THROUGHPUT_MODES,
         help="A throughput mode to run (repeat for several; default: all four).",
     )
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: best on a shared 2-core box)."
     )
-    parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--json", action="store_true", help="Print one JSON line last.")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
