@@ -10,6 +10,7 @@ import pytest
 from bench import training, training_schemes
 
 
+@pytest.mark.slow  # a micro build and two more trainings: about 40 s on 2 cores
 def test_schemes_start_from_one_stage1_and_are_reused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
