@@ -77,7 +77,7 @@ from bench._common import (
     positive_int,
     seed_workdir,
 )
-from bench.headline_report import plot, print_protocol, print_table, print_verdicts
+from bench.headline_report import plot, print_protocol, print_regime, print_table, print_verdicts
 from bench.headline_select import (
     Row,
     ceiling,
@@ -561,8 +561,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.build_only:  # the convergence check too: it trains from stage1.pt, which stays here
         preset = resolve_preset(args.preset, **overrides)
         presets = seed_presets(preset, args.seeds, args.data_seed)
-        timings, _ = build_seeds(presets, workdir, console=console)
+        timings, convergence = build_seeds(presets, workdir, console=console)
         console.print(f"built {workdir}: {', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}")
+        from mess.stats import load_stats
+
+        # the regime needs only the calibration split: check it before the test split is read
+        regimes = [
+            seed_regime(load_stats(seed_workdir(workdir, p.seed) / "stats.npz"), p, conv)
+            for p, conv in zip(presets, convergence, strict=True)
+        ]
+        print_regime(combine_regimes(regimes), console)
         return 0
     # --json: stdout carries the JSON line alone (training prints its epochs there)
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():

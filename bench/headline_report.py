@@ -99,7 +99,12 @@ def print_protocol(summary: dict[str, Any], console: Console) -> None:
             + ", ".join(f"{a}/{b}" for a, b in splits["unbalanced"])
         )
         console.print(f"split difficulty, mean: {'; '.join(parts)}: {flag}")
-    g = summary["regime"]
+    print_regime(summary["regime"], console)
+
+
+def print_regime(g: dict[str, Any], console: Console) -> None:
+    """The original network's regime (:func:`bench.headline.combine_regimes`), one line, and
+    the first seed's mIoU of each head by depth."""
 
     def pp(value: float | None) -> str:
         return "not measured" if value is None else f"{value:+.2f} pp"
