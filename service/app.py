@@ -91,6 +91,8 @@ def _startup(app: FastAPI, settings: Settings) -> None:
         lease_seconds=settings.search_lease_seconds,
         batch_window=settings.search_batch_window,
         search_threads=settings.search_threads,
+        shards=settings.search_shards,
+        shard_min_configs=settings.search_shard_min_configs,
     )
     app.state.search_worker.start()
 

@@ -64,6 +64,19 @@ class Settings(BaseSettings):
         description="how long a queued search waits for searches of the same supernet and "
         "options (other devices) to share its walk of the space",
     )
+    search_shards: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="split each search (or batch of searches) into this many shards that any "
+        "worker may compute, merged into the exact front; 1: each search computed whole",
+    )
+    search_shard_min_configs: int = Field(
+        default=0,
+        ge=0,
+        description="with search_shards > 1, split only spaces of at least this many "
+        "configurations (0: every search)",
+    )
     search_wait_seconds: float = Field(
         default=20.0, ge=0, le=300, description="how long POST /v1/search waits for a new front"
     )

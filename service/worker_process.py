@@ -4,7 +4,8 @@ The work is the searches (:class:`service.searches.worker.SearchWorker`); the AP
 background tasks are light (cache checks, waiting on the queue) and stay in the API. A
 worker needs only the database and the blob store of the service: run N of them on N
 machines against one PostgreSQL and one S3 bucket, and start the API replicas with
-``MESS_EMBEDDED_WORKER=0`` (docs/DESIGN.md, "Service").
+``MESS_EMBEDDED_WORKER=0``; with ``MESS_SEARCH_SHARDS=N`` one search is split over them
+(docs/DESIGN.md, "Service").
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def run_worker(settings: Settings, threads: int, stop: threading.Event | None = 
         cannot be interrupted: the caller should exit the process without waiting for it).
 
     Args:
-        settings: the service's settings (database, blobs, lease and batch window).
+        settings: the service's settings (database, blobs, lease, batch window, shards).
         threads: search threads (each computes one search or batch at a time).
         stop: set it to stop; default: a fresh event set by the signals.
     """
@@ -50,13 +51,16 @@ def run_worker(settings: Settings, threads: int, stop: threading.Event | None = 
         lease_seconds=settings.search_lease_seconds,
         batch_window=settings.search_batch_window,
         search_threads=settings.search_threads,
+        shards=settings.search_shards,
+        shard_min_configs=settings.search_shard_min_configs,
     )
     worker.start()
     log.info(
-        "mess worker: %d search thread(s), lease %.1f s, batch window %.1f s",
+        "mess worker: %d search thread(s), lease %.1f s, batch window %.1f s, %d shard(s)",
         threads,
         settings.search_lease_seconds,
         settings.search_batch_window,
+        settings.search_shards,
     )
     busy = True
     try:

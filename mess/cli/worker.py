@@ -47,7 +47,7 @@ def worker_command(
     ] = None,
 ) -> None:
     """Run searches for the service (MESS_DATABASE_URL, MESS_DATA_DIR or MESS_BLOB_BACKEND,
-    MESS_SEARCH_LEASE_SECONDS, MESS_SEARCH_BATCH_WINDOW).
+    MESS_SEARCH_LEASE_SECONDS, MESS_SEARCH_BATCH_WINDOW, MESS_SEARCH_SHARDS).
 
     Example: MESS_DATABASE_URL=postgresql+psycopg://mess@db/mess mess worker
     """

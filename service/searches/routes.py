@@ -241,6 +241,6 @@ def get_search(
     session: SessionDep,
     principal: CurrentPrincipal,
 ) -> SearchRead:
-    """A search's status and the size of its space."""
+    """A search's status, the size of its space and, when split, its shards' progress."""
     principal.require("engineer")
-    return service.read(service.get_search(session, search_id))
+    return service.read(session, service.get_search(session, search_id))

@@ -130,6 +130,14 @@ class SearchRead(BaseModel):
     reference_miou: float | None
     configs_evaluated: int | None
     seconds: float | None
+    shards: int | None = Field(
+        default=None,
+        description="split into this many shards that workers compute apart "
+        "(MESS_SEARCH_SHARDS); null: computed whole",
+    )
+    shards_done: int | None = Field(
+        default=None, description="how many of its shards are computed (null: not split)"
+    )
 
 
 class SearchAnswer(BaseModel):

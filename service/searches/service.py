@@ -230,7 +230,8 @@ def get_search(session: Session, search_id: int) -> Search:
     return search
 
 
-def read(search: Search) -> SearchRead:
+def read(session: Session, search: Search) -> SearchRead:
+    """A search's view, with its shards' progress when it was split."""
     return SearchRead(
         id=search.id,
         supernet_id=search.supernet_id,
@@ -242,4 +243,6 @@ def read(search: Search) -> SearchRead:
         reference_miou=search.reference_miou,
         configs_evaluated=search.configs_evaluated,
         seconds=search.seconds,
+        shards=search.shards,
+        shards_done=None if search.shards is None else repository.shards_done(session, search.id),
     )

@@ -1,5 +1,6 @@
-"""Two real ``mess worker`` processes; the one computing a search is SIGKILLed: the other
-takes the search over once the lease has expired and stores it once (SQLite, PostgreSQL)."""
+"""Two real ``mess worker`` processes; the one computing a search (or, with the search split
+into shards, one of its shards) is SIGKILLed: the other takes the work over once the lease
+has expired and stores the search once (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sqlalchemy import create_engine, func, select
 from mess.costs import save_costs
 from mess.testing import random_costs, random_stats
 from service.app import create_app
-from service.searches.models import DONE, RUNNING, Search
+from service.searches.models import DONE, RUNNING, Search, SearchShard
 from service.settings import Settings
 from tests.e2e.conftest import ADMIN, BIN
 from tests.service.factories import make_bundle, space_of
@@ -93,8 +94,9 @@ def _start_worker(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[byte
     return proc, log
 
 
+@pytest.mark.parametrize("shards", [1, 2], ids=["whole", "sharded"])
 def test_a_killed_workers_search_is_finished_once_by_another(
-    db_url: str, big_bundle: Path, tmp_path: Path, workers: list[Any]
+    db_url: str, big_bundle: Path, tmp_path: Path, workers: list[Any], shards: int
 ) -> None:
     data_dir = tmp_path / "data"
     search_id = _queue_search(data_dir, db_url, big_bundle)
@@ -104,6 +106,7 @@ def test_a_killed_workers_search_is_finished_once_by_another(
         "MESS_DATABASE_URL": db_url,
         "MESS_SEARCH_LEASE_SECONDS": LEASE_SECONDS,
         "MESS_SEARCH_BATCH_WINDOW": "0",
+        "MESS_SEARCH_SHARDS": str(shards),
         "MESS_LOG_LEVEL": "INFO",
     }
     for i in range(2):
@@ -120,18 +123,28 @@ def test_a_killed_workers_search_is_finished_once_by_another(
     def logs() -> str:
         return "\n".join(f"--- {log}\n{log.read_text()[-3000:]}" for _, log in workers)
 
+    def shard_rows() -> list[Any]:
+        query = select(SearchShard.id, SearchShard.status, SearchShard.lease_owner)
+        with engine.connect() as conn:
+            return list(conn.execute(query.where(SearchShard.search_id == search_id)))
+
+    def running() -> tuple[int | None, str] | None:
+        """(shard id or None for the search, its lease owner) of work being computed."""
+        if shards == 1:
+            return (None, row().lease_owner) if row().status == RUNNING else None
+        held = [(r.id, r.lease_owner) for r in shard_rows() if r.status == RUNNING]
+        return held[0] if held else None
+
     try:
-        held = wait_until(
-            lambda: row().lease_owner if row().status == RUNNING else None,
-            timeout=120,
-            interval=0.05,
-            message=logs,
-        )
+        item, held = wait_until(running, timeout=120, interval=0.05, message=logs)
         holder = int(held.split(":")[1])
         assert holder in pids, (held, list(pids))
         os.kill(holder, signal.SIGKILL)
         pids[holder][0].wait(timeout=30)
         assert row().status == RUNNING, "the search ended before the kill: make it bigger"
+        if item is not None:
+            (status,) = [r.status for r in shard_rows() if r.id == item]
+            assert status == RUNNING, "the shard ended before the kill: make it bigger"
         done = wait_until(
             lambda: row() if row().status == DONE else None,
             timeout=240,
@@ -143,6 +156,10 @@ def test_a_killed_workers_search_is_finished_once_by_another(
         assert done.error is None and done.front_sha256 is not None
         with engine.connect() as conn:
             assert conn.scalar(select(func.count()).select_from(Search)) == 1
+        if shards > 1:  # the survivor took the killed worker's shard over, and merged
+            assert sorted(r.status for r in shard_rows()) == [DONE] * shards
+            (owner,) = [r.lease_owner for r in shard_rows() if r.id == item]
+            assert int(owner.split(":")[1]) == survivor
         assert logs().count(f"search {search_id} stored") == 1, logs()
         assert pids[survivor][0].poll() is None  # still serving the queue
     finally:

@@ -113,3 +113,27 @@ def test_search_leases_upgrade_from_the_previous_revision_and_back(fresh_url: st
     down = _alembic(fresh_url, "downgrade", "0005")
     assert down.returncode == 0, down.stderr
     assert "lease_expires_at" not in columns()
+
+
+def test_search_shards_upgrade_from_the_previous_revision_and_back(fresh_url: str) -> None:
+    def schema() -> tuple[set[str], set[str]]:
+        engine = create_engine(fresh_url)
+        try:
+            found = inspect(engine)
+            return set(found.get_table_names()), {c["name"] for c in found.get_columns("searches")}
+        finally:
+            engine.dispose()
+
+    assert _alembic(fresh_url, "upgrade", "0006").returncode == 0
+    tables, columns = schema()
+    assert "search_shards" not in tables and "shards" not in columns
+    up = _alembic(fresh_url, "upgrade", "head")
+    assert up.returncode == 0, up.stderr
+    tables, columns = schema()
+    assert "search_shards" in tables and "shards" in columns
+    down = _alembic(fresh_url, "downgrade", "0006")
+    assert down.returncode == 0, down.stderr
+    tables, columns = schema()
+    assert "search_shards" not in tables and "shards" not in columns
+    check = _alembic(fresh_url, "upgrade", "head")
+    assert check.returncode == 0, check.stderr
