@@ -40,10 +40,12 @@ mIoU in [0, 1]; ``latency_ms`` is the mean; ``gflops`` the mean over the test im
 each one took; a row's figures are means over seeds. Goals (the paper's headline): at the same
 accuracy >= 2.83x lower latency, at the same cost >= +5.33 pp mIoU.
 
-    python -m bench.headline --preset small   # 2-core CPU: 2 h 15 min cold, 42 s reused
+    python -m bench.headline --preset small   # 2-core CPU: about 45 min cold per seed
     python -m bench.headline --preset paper   # needs a GPU (--force to try without)
     python -m bench.headline --preset small --stage2-epochs 32  # stage 1 reused, 2 rebuilt
     python -m bench.headline --preset small --seeds 3  # the run of record: seeds 1, 2 added
+    python -m bench.headline --preset small --build-only --stage1-only --optimizer adamw \
+        --lr 0.002 --stage1-epochs 24  # sizing stage 1: its convergence check, no heads
 
 Train on one machine, measure on another: ``--build-only`` stops after the build and the
 convergence check; copy the work folder's ``supernet.pt``, ``digests.json`` and
@@ -88,6 +90,7 @@ from bench.headline_select import (
     row_json,
 )
 from bench.headline_stats import (
+    CONVERGED_PP,
     LEVEL,
     RESAMPLES,
     Paired,
@@ -198,6 +201,8 @@ def resolve_preset(
     stage2_epochs: int | None = None,
     stage2_lr: float | None = None,
     workers: int | None = None,
+    lr: float | None = None,
+    optimizer: str | None = None,
 ) -> Preset:
     """The named preset with the options that override it (``None``: the preset's)."""
     overrides: dict[str, Any] = {
@@ -205,6 +210,8 @@ def resolve_preset(
         "stage2_epochs": stage2_epochs,
         "stage2_lr": stage2_lr,
         "workers": workers,
+        "lr": lr,
+        "optimizer": optimizer,
     }
     return dataclasses.replace(
         ALL_PRESETS[preset_name], **{k: v for k, v in overrides.items() if v is not None}
@@ -230,9 +237,10 @@ def seed_presets(preset: Preset, seeds: int, data_seed: int) -> list[Preset]:
 
 
 def build_seeds(
-    presets: list[Preset], workdir: Path, *, console: Console
+    presets: list[Preset], workdir: Path, *, console: Console, until: str | None = None
 ) -> tuple[dict[str, float], list[dict[str, Any] | None]]:
-    """Build every seed (reusing what its folder holds) and its convergence check.
+    """Build every seed (reusing what its folder holds; with ``until``, only as far as that
+    output) and its convergence check.
 
     Returns:
         Seconds per stage title summed over the seeds, and each seed's convergence record.
@@ -243,7 +251,8 @@ def build_seeds(
         folder = seed_workdir(workdir, preset.seed)
         if len(presets) > 1:
             console.rule(f"[bold]seed {preset.seed} ({folder})")
-        for title, seconds in run_build(workdir=folder, preset=preset, console=console).items():
+        built = run_build(workdir=folder, preset=preset, console=console, until=until)
+        for title, seconds in built.items():
             timings[title] = timings.get(title, 0.0) + seconds
         convergence.append(run_convergence(workdir=folder, preset=preset, console=console))
     return timings, convergence
@@ -263,6 +272,23 @@ def seed_regime(stats: Any, preset: Preset, convergence: dict[str, Any] | None) 
         original_steps=optimizer_steps(preset, preset.stage1_epochs),
         head_steps=optimizer_steps(preset, preset.stage2_epochs),
     )
+
+
+def print_convergence(
+    presets: list[Preset], convergence: list[dict[str, Any] | None], console: Console
+) -> None:
+    """Each seed's convergence check, one line (``--stage1-only``: no heads, no regime)."""
+    for p, conv in zip(presets, convergence, strict=True):
+        if conv is None:
+            console.print(f"seed {p.seed}: convergence not measured (no stage1.pt)")
+            continue
+        delta = 100 * (conv["double_miou"] - conv["budget_miou"])
+        verdict = "[green]converged[/]" if abs(delta) < CONVERGED_PP else "[red]not converged[/]"
+        console.print(
+            f"seed {p.seed}: final on the calibration split {100 * conv['budget_miou']:.2f} % "
+            f"after {conv['budget_epochs']} epochs, {100 * conv['double_miou']:.2f} % after "
+            f"{conv['double_epochs']}: {delta:+.2f} pp, {verdict}"
+        )
 
 
 def combine_regimes(regimes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -328,10 +354,13 @@ def run_headline(
     stage2_epochs: int | None = None,
     stage2_lr: float | None = None,
     workers: int | None = None,
+    lr: float | None = None,
+    optimizer: str | None = None,
 ) -> dict[str, Any]:
     """The whole benchmark; returns the summary printed as the JSON line.
 
-    ``stage1_epochs``, ``stage2_epochs`` and ``stage2_lr`` override the preset's
+    ``stage1_epochs``, ``stage2_epochs``, ``stage2_lr``, ``lr`` and ``optimizer`` override the
+    preset's
     (``preset_settings`` in the summary records what ran); the build digests rebuild what
     they change. ``workers`` (DataLoader processes) is not part of the digests. ``seeds``
     training seeds ``0..seeds-1`` each build in their own folder (:func:`seed_workdir`);
@@ -351,6 +380,8 @@ def run_headline(
         stage2_epochs=stage2_epochs,
         stage2_lr=stage2_lr,
         workers=workers,
+        lr=lr,
+        optimizer=optimizer,
     )
     presets = seed_presets(preset, seeds, data_seed)
     timings, convergence = build_seeds(presets, workdir, console=console)
@@ -533,6 +564,17 @@ def main(argv: list[str] | None = None) -> int:
         help="stage 2's peak learning rate instead of the preset's (rebuilds stage 2 on)",
     )
     ap.add_argument(
+        "--lr",
+        type=positive_float,
+        help="the training stages' peak learning rate instead of the preset's (rebuilds from "
+        "stage 1; stage 2 keeps the preset's --stage2-lr where it has one)",
+    )
+    ap.add_argument(
+        "--optimizer",
+        choices=("sgd", "adamw"),
+        help="both training stages' optimiser instead of the preset's (rebuilds from stage 1)",
+    )
+    ap.add_argument(
         "--workers",
         type=nonnegative_int,
         help="DataLoader workers for training instead of the preset's (not part of the digests)",
@@ -541,6 +583,12 @@ def main(argv: list[str] | None = None) -> int:
         "--build-only",
         action="store_true",
         help="train, calibrate and export, then stop (build on a GPU, measure elsewhere)",
+    )
+    ap.add_argument(
+        "--stage1-only",
+        action="store_true",
+        help="with --build-only: train stage 1 and its convergence check, no heads (a study "
+        "of stage 1's budget, on the calibration split)",
     )
     args = ap.parse_args(argv)
 
@@ -557,12 +605,20 @@ def main(argv: list[str] | None = None) -> int:
         "stage2_epochs": args.stage2_epochs,
         "stage2_lr": args.stage2_lr,
         "workers": args.workers,
+        "lr": args.lr,
+        "optimizer": args.optimizer,
     }
+    if args.stage1_only and not args.build_only:
+        ap.error("--stage1-only goes with --build-only")
     if args.build_only:  # the convergence check too: it trains from stage1.pt, which stays here
         preset = resolve_preset(args.preset, **overrides)
         presets = seed_presets(preset, args.seeds, args.data_seed)
-        timings, convergence = build_seeds(presets, workdir, console=console)
+        until = "stage1.pt" if args.stage1_only else None
+        timings, convergence = build_seeds(presets, workdir, console=console, until=until)
         console.print(f"built {workdir}: {', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}")
+        if args.stage1_only:
+            print_convergence(presets, convergence, console)
+            return 0
         from mess.stats import load_stats
 
         # the regime needs only the calibration split: check it before the test split is read

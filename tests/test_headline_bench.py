@@ -212,6 +212,9 @@ def test_two_seeds_build_apart_resume_and_report_their_spread(
         ("--stage2-lr", "0"),
         ("--stage2-lr", "nan"),
         ("--stage2-lr", "inf"),
+        ("--lr", "-0.1"),
+        ("--optimizer", "adam"),
+        ("--stage1-only", "--json"),  # without --build-only
     ],
 )
 def test_bad_overrides_are_refused(
@@ -221,6 +224,21 @@ def test_bad_overrides_are_refused(
         headline.main(["--preset", "micro", option, value])
     assert exc.value.code == 2
     assert option in capsys.readouterr().err
+
+
+def test_a_stage1_study_trains_no_heads_and_prints_its_convergence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = ["--preset", "micro", "--workdir", str(tmp_path), "--build-only", "--stage1-only"]
+    assert headline.main([*study, "--optimizer", "adamw", "--lr", "0.001"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"seed 0: final on the calibration split [\d.]+ % after 1 epochs, ", out)
+    assert re.search(r"after 2: [-+][\d.]+ pp, (converged|not converged)", out)
+    assert (tmp_path / "stage1.pt").exists() and not (tmp_path / "supernet.pt").exists()
+    assert (tmp_path / "convergence" / "convergence.json").exists()
+    # the optimiser keys the build: SGD (the preset's) is another stage 1
+    assert headline.main(study) == 0
+    assert "train stage 1" in capsys.readouterr().out
 
 
 def test_paper_preset_is_refused_without_a_gpu_unless_forced(

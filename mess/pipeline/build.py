@@ -28,7 +28,16 @@ BUILD_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("supernet-init.pt", ("model", "num_classes", "space", "output_stride", "seed")),
     (
         "stage1.pt",
-        ("size", "train_images", "stage1_epochs", "batch_size", "lr", "data_seed", "synth_version"),
+        (
+            "size",
+            "train_images",
+            "stage1_epochs",
+            "batch_size",
+            "lr",
+            "optimizer",
+            "data_seed",
+            "synth_version",
+        ),
     ),
     ("supernet.pt", ("stage2_epochs", "heads_per_step", "stage2_lr")),
     ("stats.npz", ("calibration_images",)),
@@ -39,7 +48,7 @@ VAL_IMAGES = 64
 
 
 # Settings whose default is not hashed: the digests of folders built before they existed hold.
-UNHASHED_DEFAULTS = {"seed": 0, "data_seed": 0, "synth_version": 1}
+UNHASHED_DEFAULTS = {"seed": 0, "data_seed": 0, "synth_version": 1, "optimizer": "sgd"}
 
 
 def digest_settings(preset: Preset) -> dict[str, Any]:
@@ -62,6 +71,7 @@ def training_settings(preset: Preset) -> dict[str, Any]:
     p = preset
     return dict(
         data=p.data,
+        optimizer=p.optimizer,
         batch_size=p.batch_size,
         size=p.size,
         train_length=p.train_images,
@@ -152,8 +162,12 @@ def build_stages(*, workdir: Path, preset: Preset) -> list[Stage]:
     ]
 
 
-def run_build(*, workdir: Path, preset: Preset, console: Console) -> dict[str, float]:
-    """Train, calibrate and export into ``workdir``, reusing what its digests still match.
+def run_build(
+    *, workdir: Path, preset: Preset, console: Console, until: str | None = None
+) -> dict[str, float]:
+    """Train, calibrate and export into ``workdir``, reusing what its digests still match;
+    with ``until`` (an output of :data:`BUILD_STAGES`, e.g. ``"stage1.pt"``), only as far as
+    that output.
 
     ``preset.workers`` (DataLoader processes) changes how fast, not what, is trained: it is
     not part of the digests.
@@ -169,4 +183,5 @@ def run_build(*, workdir: Path, preset: Preset, console: Console) -> dict[str, f
         stages=build_stages(workdir=workdir, preset=preset),
         settings=digest_settings(preset),
         console=console,
+        until=until,
     )

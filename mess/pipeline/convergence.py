@@ -4,8 +4,10 @@ stage-1 budget and after twice it.
 Stage 1 is run again from its own output (``stage1.pt``) for as many epochs at the same peak
 rate (a warm restart of the poly schedule), into ``convergence/stage1-double.pt``; then
 ``final``'s mIoU on the calibration split (the validation data of every setting; the test split
-is never read) of the build's supernet, whose ``final`` stage 2 leaves as stage 1 made it, and
-of the doubled one. Both outputs are reused by digest like the build's, in their own folder.
+is never read) of ``stage1.pt`` (stage 2 leaves ``final`` and the backbone as they are, batch
+norm statistics included) and of the doubled one. Only stage 1 is needed: a study of stage 1's
+budget builds no heads (``run_build(..., until="stage1.pt")``). Both outputs are reused by
+digest like the build's, in their own folder.
 See docs/DESIGN.md, "Testing and benchmarks".
 """
 
@@ -45,10 +47,11 @@ def optimizer_steps(preset: Preset, epochs: int) -> int:
 
 def run_convergence(*, workdir: Path, preset: Preset, console: Console) -> dict[str, Any] | None:
     """``{"budget_miou", "double_miou", "budget_epochs", "double_epochs", "split", "images"}``
-    for the build in ``workdir`` (:func:`mess.pipeline.run_build` first); None when its
-    ``stage1.pt`` is gone (a build trained elsewhere) and nothing was measured before."""
+    for the build in ``workdir`` (:func:`mess.pipeline.run_build` first, at least as far as
+    ``stage1.pt``); None when its ``stage1.pt`` is gone (a build trained elsewhere) and nothing
+    was measured before."""
     folder = workdir / FOLDER
-    stage1, trained = workdir / "stage1.pt", workdir / "supernet.pt"
+    stage1 = workdir / "stage1.pt"
     double, result = folder / DOUBLE, folder / RESULT
     digests = build_digests(preset)
 
@@ -66,12 +69,14 @@ def run_convergence(*, workdir: Path, preset: Preset, console: Console) -> dict[
         )
 
     def validate() -> None:
+        if not stage1.exists():
+            raise _NoStage1
         record = {
             "split": "calibration",
             "images": preset.calibration_images,
             "budget_epochs": preset.stage1_epochs,
             "double_epochs": 2 * preset.stage1_epochs,
-            "budget_miou": final_validation_miou(trained, preset),
+            "budget_miou": final_validation_miou(stage1, preset),
             "double_miou": final_validation_miou(double, preset),
         }
         write_text_atomic(result, json.dumps(record, indent=1))
@@ -83,9 +88,9 @@ def run_convergence(*, workdir: Path, preset: Preset, console: Console) -> dict[
                 Stage(
                     DOUBLE, ("stage1",), train_again, "train stage 1 again (twice the budget)", True
                 ),
-                Stage(RESULT, ("supernet",), validate, "validate final (the budget vs twice it)"),
+                Stage(RESULT, (), validate, "validate final (the budget vs twice it)"),
             ],
-            settings={"stage1": digests["stage1.pt"], "supernet": digests["supernet.pt"]},
+            settings={"stage1": digests["stage1.pt"]},
             console=console,
         )
     except _NoStage1:

@@ -39,6 +39,9 @@ class Preset:
     # mess-synth's rendering (docs/DESIGN.md, "Data"): 2 adds look-alike classes that only
     # context, shape and position tell apart. 1 is not hashed either.
     synth_version: int = 1
+    # Both training stages' optimiser (``sgd`` with momentum, or ``adamw``); ``lr`` and
+    # ``stage2_lr`` are its peak rates. ``sgd`` is not hashed either.
+    optimizer: str = "sgd"
 
     @property
     def stage2_peak_lr(self) -> float:

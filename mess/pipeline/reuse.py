@@ -102,6 +102,7 @@ def run_stages(
     stages: Sequence[Stage],
     settings: Mapping[str, Any],
     console: Console,
+    until: str | None = None,
 ) -> dict[str, float]:
     """Run the stages whose output is not valid in ``workdir``, in order.
 
@@ -110,11 +111,15 @@ def run_stages(
         stages: in pipeline order.
         settings: every setting by name; each stage hashes its ``fields`` of it.
         console: where reuse and stage titles are shown.
+        until: stop once this output is made (None: every stage). The digests of the
+            stages after it are recorded all the same, so their valid outputs stay.
 
     Returns:
         Seconds per stage run, by title (quiet stages left out).
     """
     digests = stage_digests(settings, [(s.output, s.fields) for s in stages])
+    if until is not None and until not in digests:
+        raise ValueError(f"no stage makes {until!r}")
     removed = discard_stale(workdir, digests)
     if removed:
         console.print(f"inputs changed: removed {', '.join(removed)}")
@@ -122,19 +127,28 @@ def run_stages(
     rebuilding = False
     for i, stage in enumerate(stages):
         output = workdir / stage.output
+        last = stage.output == until  # wanted itself: made even where later outputs exist
         if not rebuilding:
             if output.exists():
                 if stage.title is not None:
                     console.print(f"[green]reuse[/] {stage.title}: {stage.output}")
+                if last:
+                    break
                 continue
-            if stage.intermediate and any((workdir / s.output).exists() for s in stages[i + 1 :]):
+            if (
+                not last
+                and stage.intermediate
+                and any((workdir / s.output).exists() for s in stages[i + 1 :])
+            ):
                 continue
         rebuilding = True  # what follows was made from the old output
         if stage.title is None:
             stage.run()
-            continue
-        console.rule(f"[bold]{stage.title}")
-        start = time.perf_counter()
-        stage.run()
-        timings[stage.title] = time.perf_counter() - start
+        else:
+            console.rule(f"[bold]{stage.title}")
+            start = time.perf_counter()
+            stage.run()
+            timings[stage.title] = time.perf_counter() - start
+        if last:
+            break
     return timings

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from mess.pipeline import BUILD_STAGES, MICRO, SMALL, Preset, Stage, build_digests, run_stages
@@ -107,13 +108,14 @@ class Recorder:
             self.stage("d.onnx", (), title=None),
         ]
 
-    def run(self, **settings: object) -> dict[str, float]:
+    def run(self, until: str | None = None, **settings: object) -> dict[str, float]:
         self.ran.clear()
         return run_stages(
             workdir=self.workdir,
             stages=self.stages(),
             settings={"a": 1, "b": 1, "c": 1, **settings},
             console=Console(quiet=True),
+            until=until,
         )
 
 
@@ -148,6 +150,32 @@ def test_a_missing_checkpoint_is_not_rebuilt_while_a_later_output_is_valid(
     # once b.pt is stale, a.pt is needed again
     r.run(b=2)
     assert r.ran == ["a.pt", "b.pt", "c.npz", "d.onnx"]
+
+
+def test_a_build_until_an_output_stops_there_and_keeps_the_later_outputs(tmp_path: Path) -> None:
+    r = Recorder(tmp_path)
+    assert list(r.run(until="b.pt")) == ["a", "b"] and r.ran == ["a.pt", "b.pt"]
+    r.run()  # the rest of the build goes on from there
+    assert r.ran == ["c.npz", "d.onnx"]
+    # a checkpoint asked for is made again even though the outputs after it are valid, and
+    # they stay (same inputs, same digests)
+    (tmp_path / "a.pt").unlink()
+    r.run(until="a.pt")
+    assert r.ran == ["a.pt"] and (tmp_path / "c.npz").exists()
+    assert r.run(until="b.pt") == {} and r.ran == []
+    r.run()
+    assert r.ran == []
+    # an unknown output is refused before anything is touched
+    with pytest.raises(ValueError, match="no stage makes 'e.pt'"):
+        r.run(until="e.pt", a=2)
+    assert (tmp_path / "a.pt").exists()
+
+
+def test_the_optimizer_is_part_of_the_training_and_sgd_keeps_the_published_digests() -> None:
+    assert build_digests(dataclasses.replace(SMALL, optimizer="sgd")) == build_digests(SMALL)
+    ours, adamw = build_digests(SMALL), build_digests(dataclasses.replace(SMALL, optimizer="adamw"))
+    assert ours["supernet-init.pt"] == adamw["supernet-init.pt"]
+    assert all(ours[name] != adamw[name] for name, _ in BUILD_STAGES[1:])
 
 
 def test_the_synth_version_is_part_of_the_training_data() -> None:
