@@ -381,7 +381,9 @@ def _run(args: argparse.Namespace, db_url: str | None) -> None:
         try:
             h = {"Authorization": f"Bearer {ADMIN}"}
             if args.during_search:
-                worker = service_search_load.start_worker(env, tmp / "worker.log")
+                worker = service_search_load.start_worker(
+                    env, tmp / "worker.log", args.search_threads
+                )
             for _ in range(300):
                 if server.poll() is not None:
                     log.flush()

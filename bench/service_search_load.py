@@ -44,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--classes", type=int, default=19)
     group.add_argument("--max-exits", type=int, default=3)
     group.add_argument("--pixel-thresholds", type=int, default=5)
+    group.add_argument(
+        "--search-threads",
+        type=int,
+        help="the worker's MESS_SEARCH_THREADS (default: unset, every core)",
+    )
 
 
 def _identity(name: str) -> bytes:
@@ -117,12 +122,16 @@ def random_bundle(folder: Path, args: argparse.Namespace) -> tuple[Path, Any]:
     return folder / "search.mess", stats
 
 
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """One ``mess worker`` process (one search thread; the search uses every core)."""
+def start_worker(
+    env: dict[str, str], log: Path, search_threads: int | None = None
+) -> subprocess.Popen[bytes]:
+    """One ``mess worker`` process (one search thread; the search uses every core, or
+    ``search_threads`` of them)."""
+    cores = {} if search_threads is None else {"MESS_SEARCH_THREADS": str(search_threads)}
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "mess", "worker", "--threads", "1"],
-            env={**env, "MESS_LOG_LEVEL": "INFO"},
+            env={**env, "MESS_LOG_LEVEL": "INFO", **cores},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -209,6 +218,7 @@ def during_search(
         "search_under_load_s": result["row"]["seconds"],
         "search_under_load_wall_s": loaded_wall,
         "configs_in_space": alone["configs_evaluated"],
+        "search_threads": args.search_threads,
         "goal_p99_ms": 50.0,
         "goal_met": busy["p99_ms"] <= 50.0,
     }

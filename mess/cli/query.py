@@ -51,6 +51,13 @@ def query_command(
     max_drop: Annotated[float | None, typer.Option(help="min-cost: allowed mIoU drop.")] = None,
     worst_budget_ms: Annotated[float | None, typer.Option(help="Worst-case budget.")] = None,
     max_exits: Annotated[int, typer.Option(help="Most early exits.")] = 3,
+    truncation: Annotated[
+        bool,
+        typer.Option(
+            help="Also configurations cut at their last exit (no final). At the paper's space "
+            "they are 118 times the rest: --no-truncation searches hours less."
+        ),
+    ] = True,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write the tailored model.onnx here.")
     ] = None,
@@ -81,6 +88,7 @@ def query_command(
         "device": device,
         "objective": objective,
         "max_exits": max_exits,
+        "truncation": truncation,
     }
     for key, value in (
         ("budget_ms" if device != "gflops" else "budget", budget_ms),

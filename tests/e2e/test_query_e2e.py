@@ -67,6 +67,23 @@ def test_query_downloads_a_model_that_matches_the_pytorch_policy(
         assert int(exit_index) == ref_exit
         assert np.abs(logits - ref.numpy()).max() <= 1e-4 * np.abs(ref.numpy()).max()
 
+    # without the truncated configurations: a smaller space, every answer runs to final
+    plain = _query(
+        server,
+        "--supernet",
+        sid,
+        "--device",
+        "e2e",
+        "--objective",
+        "pareto",
+        "--no-truncation",
+        "--json",
+    )
+    assert plain.returncode == 0, plain.stderr
+    cut = json.loads(plain.stdout)
+    assert 0 < cut["configs_evaluated"] < answer["configs_evaluated"]
+    assert cut["configuration"]["terminal"] == "final"
+
     infeasible = _query(server, "--supernet", sid, "--device", "e2e", "--budget-ms", "1e-9")
     assert infeasible.returncode == 3, infeasible.stderr
     assert "error:" in infeasible.stderr and "Traceback" not in infeasible.stderr
