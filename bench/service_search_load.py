@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-exits", type=int, default=3)
     group.add_argument("--pixel-thresholds", type=int, default=5)
     group.add_argument(
+        "--truncation",
+        action="store_true",
+        help="search the truncated configurations too, as the service does by default "
+        "(bench/search.py's space leaves them out: 118 times more at the paper's space)",
+    )
+    group.add_argument(
         "--search-threads",
         type=int,
         help="the worker's MESS_SEARCH_THREADS (default: unset, every core)",
@@ -142,6 +148,7 @@ class _Search:
 
     def __init__(self, url: str, h: dict, folder: Path, args: argparse.Namespace) -> None:
         self.url, self.h = url, h
+        self.options = {"max_exits": args.max_exits, "truncation": args.truncation}
         bundle, self.stats = random_bundle(folder, args)
         with bundle.open("rb") as fh:
             r = httpx.post(
@@ -157,7 +164,7 @@ class _Search:
         httpx.post(
             f"{self.url}/v1/profiles", headers=self.h, json=body, timeout=120
         ).raise_for_status()
-        body = {"supernet_id": self.sid, "device": device, "objective": "pareto"}
+        body = {"supernet_id": self.sid, "device": device, "objective": "pareto", **self.options}
         r = httpx.post(
             f"{self.url}/v1/search", headers=self.h, json={**body, "wait_seconds": 0}, timeout=120
         )
