@@ -70,16 +70,18 @@ TINY = Preset(
     budget_fraction=0.6,
     tier="quick",
 )
-# The CPU benchmark (``python -m bench.headline --preset small``), in the regime the paper
-# measures: an original network trained until twice its budget no longer helps (the headline
-# checks it), exits that need depth to match it. Sized so that one seed's cold build fits an
-# hour on a quiet 2-core box (docs/DESIGN.md, "Presets"; the measured times, and the earlier
-# presets this one replaces, are in bench/RESULTS.md):
+# The CPU benchmark (``python -m bench.headline --preset small``), meant for the regime the
+# paper measures: an original network trained until twice its budget no longer helps (the
+# headline checks it; this stage-1 budget does not pass yet), exits that need depth to match
+# it. Sized so that one seed's cold build fits an hour on a quiet 2-core box (docs/DESIGN.md,
+# "Presets"; the measured times, and the earlier presets this one replaces, are in
+# bench/RESULTS.md):
 # - mess-synth version 2 with 12 classes: every look-alike group has two members or more, so
 #   hard images need context that only a deep exit sees (bench/depth_probe.py);
 # - 96x96 at output stride 16: at stride 8 a training step cost 3.6 s instead of 1.0 s;
-# - stage 1 (1536 optimizer steps, about 1.4 s each) gets six times the steps of stage 2 (256;
-#   a step over all 24 exits costs about 4.5 s, most of it in the heads' convolutions);
+# - stage 1 (1536 optimizer steps, 0.5 to 1.4 s each by machine) gets six times the steps of
+#   stage 2 (256; a step over all 24 exits costs about 4.5 s, most of it in the heads'
+#   convolutions);
 # - three heads at all 8 positions: the lightest FCN head, an FCN head with one extra block
 #   and RDI, and a heavy DeepLabV3 head (no CRM, 2 blocks, RDI) of the paper's kind.
 # Learning rates are the usual SGD rates for training from random init, not tuned on any split.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -82,6 +83,13 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     """A TestClient on a started app (lifespan run: migrations, blob store, engine)."""
     with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def app_with(settings: Settings, **changes: Any) -> Iterator[TestClient]:
+    """A client of an app whose settings differ from ``settings`` by ``changes`` (iterate
+    once: the app starts and stops around the one value)."""
+    with TestClient(create_app(settings.model_copy(update=changes))) as test_client:
         yield test_client
 
 

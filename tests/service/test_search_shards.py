@@ -14,13 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from mess.costs import CostTable
 from mess.search import ParetoFront, Problem, SearchSpace, compute_front
 from mess.testing import random_costs, random_stats
-from service.app import create_app
 from service.db import transaction
 from service.searches import repository
 from service.searches import worker as search_worker
@@ -28,7 +26,7 @@ from service.searches.models import DONE, FAILED, QUEUED, RUNNING, SearchShard
 from service.searches.worker import SearchWorker
 from service.settings import Settings
 from service.supernets.service import get_supernet
-from tests.service.conftest import ADMIN, auth
+from tests.service.conftest import ADMIN, app_with, auth
 from tests.service.factories import make_bundle, space_of
 
 SHARDS = 3
@@ -43,11 +41,6 @@ def space() -> dict[str, Any]:
     stats.meta["supernet"] = hashlib.sha256(b"sharded supernet").hexdigest()
     tables = {d: random_costs(stats, unit="ms", seed=s) for d, s in DEVICES.items()}
     return {"stats": stats, "tables": tables}
-
-
-def _app(settings: Settings, **changes: Any) -> Iterator[TestClient]:
-    with TestClient(create_app(settings.model_copy(update=changes))) as client:
-        yield client
 
 
 @pytest.fixture
@@ -67,7 +60,7 @@ def service(
         "rand",
         space_of(space["stats"], random_costs(space["stats"], unit="gflops")),
     )
-    for client in _app(settings, **app_settings):
+    for client in app_with(settings, **app_settings):
         h = auth(ADMIN)
         files = {"bundle": ("rand.mess", bundle.read_bytes(), "application/zip")}
         r = client.post("/v1/supernets", files=files, headers=h)

@@ -10,27 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from mess.costs import parse_costs
 from mess.search import compute_front
 from mess.stats import load_stats
-from service.app import create_app
 from service.db import transaction
 from service.searches import repository
 from service.searches import worker as search_worker
 from service.searches.models import DONE, QUEUED, RUNNING
 from service.searches.worker import SearchWorker
 from service.settings import Settings
-from tests.service.conftest import auth
+from tests.service.conftest import app_with, auth
 from tests.service.factories import costs_table
 
 SCALES = {"phone": 3.0, "board": 0.5}  # two devices, cost tables priced apart
-
-
-def _app(settings: Settings, **changes: Any) -> Iterator[TestClient]:
-    with TestClient(create_app(settings.model_copy(update=changes))) as client:
-        yield client
 
 
 @pytest.fixture
@@ -45,7 +38,7 @@ def fleet(
     settings: Settings, bundle_file: Path, tmp_path: Path, worker_settings: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
     """A supernet profiled on two devices."""
-    for client in _app(settings, **worker_settings):
+    for client in app_with(settings, **worker_settings):
         admin = auth("test-admin-token-0123456789")
         tokens = {}
         for role in ("engineer", "agent"):
