@@ -203,9 +203,11 @@ def resolve_preset(
     workers: int | None = None,
     lr: float | None = None,
     optimizer: str | None = None,
+    train_images: int | None = None,
 ) -> Preset:
     """The named preset with the options that override it (``None``: the preset's)."""
     overrides: dict[str, Any] = {
+        "train_images": train_images,
         "stage1_epochs": stage1_epochs,
         "stage2_epochs": stage2_epochs,
         "stage2_lr": stage2_lr,
@@ -356,14 +358,15 @@ def run_headline(
     workers: int | None = None,
     lr: float | None = None,
     optimizer: str | None = None,
+    train_images: int | None = None,
 ) -> dict[str, Any]:
     """The whole benchmark; returns the summary printed as the JSON line.
 
-    ``stage1_epochs``, ``stage2_epochs``, ``stage2_lr``, ``lr`` and ``optimizer`` override the
-    preset's
-    (``preset_settings`` in the summary records what ran); the build digests rebuild what
-    they change. ``workers`` (DataLoader processes) is not part of the digests. ``seeds``
-    training seeds ``0..seeds-1`` each build in their own folder (:func:`seed_workdir`);
+    ``stage1_epochs``, ``stage2_epochs``, ``stage2_lr``, ``lr``, ``optimizer`` and
+    ``train_images`` override the preset's (``preset_settings`` in the summary records what
+    ran); the build digests rebuild what they change. ``workers`` (DataLoader processes) is
+    not part of the digests. ``seeds`` training seeds ``0..seeds-1`` each build in their own
+    folder (:func:`seed_workdir`);
     ``workdir`` is the data seed's folder (:func:`data_seed_workdir`).
 
     Every setting is chosen on the calibration split; the test split is read once, by the
@@ -382,6 +385,7 @@ def run_headline(
         workers=workers,
         lr=lr,
         optimizer=optimizer,
+        train_images=train_images,
     )
     presets = seed_presets(preset, seeds, data_seed)
     timings, convergence = build_seeds(presets, workdir, console=console)
@@ -575,6 +579,11 @@ def main(argv: list[str] | None = None) -> int:
         help="both training stages' optimiser instead of the preset's (rebuilds from stage 1)",
     )
     ap.add_argument(
+        "--train-images",
+        type=positive_int,
+        help="training images instead of the preset's (rebuilds from stage 1)",
+    )
+    ap.add_argument(
         "--workers",
         type=nonnegative_int,
         help="DataLoader workers for training instead of the preset's (not part of the digests)",
@@ -607,6 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers,
         "lr": args.lr,
         "optimizer": args.optimizer,
+        "train_images": args.train_images,
     }
     if args.stage1_only and not args.build_only:
         ap.error("--stage1-only goes with --build-only")

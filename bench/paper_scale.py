@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench._common import positive_int
 
 ADMIN = "paper-scale-admin-0123456789abcdef"
@@ -202,6 +204,7 @@ def chain(
         profile = ["--server", server.url, "--token", agent, "--name", DEVICE, "--once"]
         profile += ["--tier", tier, "--cache-dir", str(workdir / "agent-cache")]
         step("profile (mess-agent --once)", [py, "-m", "profilers", *profile], server)
+        facts |= profile_precision(server.url, engineer, supernet)
         query = [py, "-m", "mess", "query", "--supernet", supernet, "--device", DEVICE, *auth]
         query.append("--truncation" if truncation else "--no-truncation")
         front = step("search (pareto front)", [*query, "--objective", "pareto", "--json"], server)
@@ -215,6 +218,46 @@ def chain(
     finally:
         server.stop()
     return steps, facts
+
+
+def profile_precision(url: str, token: str, supernet: str) -> dict[str, Any]:
+    """:func:`precision_summary` of the newest stored profile of ``supernet`` on the bench's
+    device."""
+    import httpx
+
+    h = {"Authorization": f"Bearer {token}"}
+    listed = httpx.get(
+        f"{url}/v1/profiles", headers=h, params={"supernet_id": supernet, "device": DEVICE}
+    )
+    listed.raise_for_status()
+    profile = httpx.get(f"{url}/v1/profiles/{listed.json()['items'][0]['id']}", headers=h)
+    profile.raise_for_status()
+    return precision_summary(profile.json()["context"] or {})
+
+
+def precision_summary(context: dict[str, Any]) -> dict[str, Any]:
+    """How precisely a profile knows each computation it timed (one part per signature; the
+    others share its runs): the 95 % interval half-width of the median, in %, and how many
+    are within the tier's target (the agent's measurement report in the profile context)."""
+    precision = context.get("precision") or {}
+    signatures = context.get("signatures") or {}
+    timed = [names[0] for names in signatures.values()] if signatures else list(precision)
+    widths = sorted(
+        w for n in timed if (w := precision.get(n, {}).get("halfwidth_pct")) is not None
+    )
+    out: dict[str, Any] = {"timed": len(timed)}
+    if not widths:
+        return out
+    out |= {
+        "timed_runs": sum(precision[n]["runs"] for n in timed if n in precision),
+        "halfwidth_median_pct": round(float(np.median(widths)), 2),
+        "halfwidth_p90_pct": round(float(np.percentile(widths, 90)), 2),
+        "halfwidth_max_pct": round(widths[-1], 2),
+    }
+    target = (context.get("rule") or {}).get("target")
+    if target is not None:
+        out["within_target"] = f"{sum(w <= 100 * target for w in widths)}/{len(timed)}"
+    return out
 
 
 def table(steps: Sequence[Step], facts: dict[str, Any]) -> str:

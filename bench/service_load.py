@@ -81,8 +81,13 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
 
-def _wrk(url: str, sid: str, lo: float, hi: float, args: argparse.Namespace) -> dict:
-    """Closed-loop load from wrk (a separate C process): the numbers are the server's."""
+def _wrk(
+    url: str, sid: str, lo: float, hi: float, args: argparse.Namespace, seconds: float | None = None
+) -> dict:
+    """Closed-loop load from wrk (a separate C process): the numbers are the server's.
+
+    Runs ``seconds`` (default ``args.seconds``; wrk counts whole seconds)."""
+    seconds = max(1, round(args.seconds if seconds is None else seconds))
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(WRK_SCRIPT % {"token": ADMIN, "lo": lo, "hi": hi, "sid": sid})
     out = subprocess.run(
@@ -90,7 +95,7 @@ def _wrk(url: str, sid: str, lo: float, hi: float, args: argparse.Namespace) -> 
             "wrk",
             "-t2",
             f"-c{args.clients}",
-            f"-d{int(args.seconds)}s",
+            f"-d{seconds}s",
             "--latency",
             "-s",
             fh.name,
@@ -107,7 +112,7 @@ def _wrk(url: str, sid: str, lo: float, hi: float, args: argparse.Namespace) -> 
     errors = re.search(r"Socket errors: (.*)", out)
     return {
         "generator": "wrk",
-        "seconds": args.seconds,
+        "seconds": seconds,
         "requests": requests,
         "requests_per_s": float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1)),  # type: ignore[union-attr]
         "p50_ms": _ms(pct["50"]),
@@ -341,7 +346,7 @@ def _database(args: argparse.Namespace) -> Iterator[str | None]:
 
 def _run(args: argparse.Namespace, db_url: str | None) -> None:
     writes: list[dict] = []
-    console = Console(width=120)
+    console = Console(width=120, stderr=args.json)  # --json: stdout holds the JSON line alone
     with tempfile.TemporaryDirectory(prefix="mess-load-") as tmp_name:
         tmp = Path(tmp_name)
         bundle = _bundle(tmp)
@@ -430,14 +435,17 @@ def _run(args: argparse.Namespace, db_url: str | None) -> None:
                 if args.mixed
                 else []
             )
-            if args.during_search:  # Python clients: they run until the search is stored
+            use_wrk = shutil.which("wrk") is not None and not args.python_clients
+            if args.during_search:
 
-                def load(stop: threading.Event | None) -> dict:
-                    return _threads(url, h, base, lo, hi, args, stop)
+                def load(stop: threading.Event | None, seconds: float | None) -> dict:
+                    if use_wrk:  # a fixed window (wrk cannot be told to stop)
+                        return _wrk(url, sid, lo, hi, args, seconds)
+                    return _threads(url, h, base, lo, hi, args, stop)  # until the search ends
 
                 searched = service_search_load.during_search(url, h, load, args)
                 row = dict(searched["queries_during_search"])
-            elif shutil.which("wrk") and not args.python_clients:
+            elif use_wrk:
                 row = _wrk(url, sid, lo, hi, args)
             else:
                 row = _threads(url, h, base, lo, hi, args)
@@ -546,6 +554,8 @@ def _print_during(console: Console, out: dict, args: argparse.Namespace) -> None
         f"{out['search_under_load_s']:.1f} s; p99 <= 50 ms during the search: "
         f"{'met' if out['goal_met'] else 'NOT met'}"
     )
+    if not out["load_within_search"]:
+        console.print("the search ended before the load window did: part of it ran without one")
 
 
 if __name__ == "__main__":

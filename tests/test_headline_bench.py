@@ -214,6 +214,7 @@ def test_two_seeds_build_apart_resume_and_report_their_spread(
         ("--stage2-lr", "inf"),
         ("--lr", "-0.1"),
         ("--optimizer", "adam"),
+        ("--train-images", "0"),
         ("--stage1-only", "--json"),  # without --build-only
     ],
 )
@@ -238,6 +239,9 @@ def test_a_stage1_study_trains_no_heads_and_prints_its_convergence(
     assert (tmp_path / "convergence" / "convergence.json").exists()
     # the optimiser keys the build: SGD (the preset's) is another stage 1
     assert headline.main(study) == 0
+    assert "train stage 1" in capsys.readouterr().out
+    # so does the training set's size
+    assert headline.main([*study, "--train-images", "16"]) == 0
     assert "train stage 1" in capsys.readouterr().out
 
 
