@@ -46,6 +46,8 @@ accuracy >= 2.83x lower latency, at the same cost >= +5.33 pp mIoU.
     python -m bench.headline --preset small --seeds 3  # the run of record: seeds 1, 2 added
     python -m bench.headline --preset small --build-only --stage1-only --optimizer adamw \
         --lr 0.002 --stage1-epochs 24  # sizing stage 1: its convergence check, no heads
+    python -m bench.headline --preset small --build-only --stage1-only --train-images 256 \
+        --stage1-epochs 48  # the same on a smaller training set
 
 Train on one machine, measure on another: ``--build-only`` stops after the build and the
 convergence check; copy the work folder's ``supernet.pt``, ``digests.json`` and
