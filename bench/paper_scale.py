@@ -156,8 +156,12 @@ def chain(
     check: bool,
     budget_ms: float | None,
     truncation: bool = False,
+    compare_tier: str | None = None,
 ) -> tuple[list[Step], dict[str, Any]]:
-    """Run every step in ``workdir``; the steps and a few facts (bundle size, parts, ...)."""
+    """Run every step in ``workdir``; the steps and a few facts (bundle size, parts, ...).
+
+    ``compare_tier``: then profile the bundle again with that tier as a second device and
+    compare the two profiles' answers (:func:`compare_profiles`)."""
     py = sys.executable
     hw = f"{size[0]}x{size[1]}"
     sn, stats, bundle = workdir / "sn.pt", workdir / "stats.npz", workdir / "sn.mess"
@@ -201,9 +205,13 @@ def chain(
         auth = ["--server", server.url, "--token", engineer]
         pushed = step("push", [py, "-m", "mess", "push", str(bundle), *auth, "--json"], server)
         supernet = json.loads(pushed.strip().splitlines()[-1])["id"]
-        profile = ["--server", server.url, "--token", agent, "--name", DEVICE, "--once"]
-        profile += ["--tier", tier, "--cache-dir", str(workdir / "agent-cache")]
-        step("profile (mess-agent --once)", [py, "-m", "profilers", *profile], server)
+
+        def agent_run(name: str, tier: str) -> list[str]:
+            cache = str(workdir / "agent-cache")  # a second profile downloads nothing again
+            argv = [py, "-m", "profilers", "--server", server.url, "--token", agent]
+            return argv + ["--name", name, "--once", "--tier", tier, "--cache-dir", cache]
+
+        step("profile (mess-agent --once)", agent_run(DEVICE, tier), server)
         facts |= profile_precision(server.url, engineer, supernet)
         query = [py, "-m", "mess", "query", "--supernet", supernet, "--device", DEVICE, *auth]
         query.append("--truncation" if truncation else "--no-truncation")
@@ -215,24 +223,57 @@ def chain(
             picked = json.loads(answer)
             facts["answer_exits"] = len(picked["configuration"]["exits"])
             facts["answer_expected_ms"] = round(picked["expected_cost"], 3)
+        if compare_tier is not None:
+            other = f"{DEVICE}-{compare_tier}"
+            step(f"profile again (--tier {compare_tier})", agent_run(other, compare_tier), server)
+            facts["compare"] = compare_profiles(
+                server.url, engineer, supernet, [DEVICE, other], workdir, stats
+            )
     finally:
         server.stop()
     return steps, facts
 
 
-def profile_precision(url: str, token: str, supernet: str) -> dict[str, Any]:
-    """:func:`precision_summary` of the newest stored profile of ``supernet`` on the bench's
-    device."""
+def stored_profile(url: str, token: str, supernet: str, device: str = DEVICE) -> dict[str, Any]:
+    """The newest stored profile of ``supernet`` on ``device`` (costs and context)."""
     import httpx
 
     h = {"Authorization": f"Bearer {token}"}
     listed = httpx.get(
-        f"{url}/v1/profiles", headers=h, params={"supernet_id": supernet, "device": DEVICE}
+        f"{url}/v1/profiles", headers=h, params={"supernet_id": supernet, "device": device}
     )
     listed.raise_for_status()
     profile = httpx.get(f"{url}/v1/profiles/{listed.json()['items'][0]['id']}", headers=h)
     profile.raise_for_status()
-    return precision_summary(profile.json()["context"] or {})
+    return profile.json()  # type: ignore[no-any-return]
+
+
+def profile_precision(url: str, token: str, supernet: str) -> dict[str, Any]:
+    """:func:`precision_summary` of the newest stored profile of ``supernet`` on the bench's
+    device."""
+    return precision_summary(stored_profile(url, token, supernet)["context"] or {})
+
+
+def compare_profiles(
+    url: str, token: str, supernet: str, devices: list[str], workdir: Path, stats: Path
+) -> dict[str, Any]:
+    """Both devices' stored cost tables (written to ``workdir``) and their answers compared
+    by :func:`bench.profile_agreement.agreement` (at most 2 exits; the accuracy side drawn
+    at random on the bundle's exits, 500 samples: a few calibration images make a front of a
+    handful of points), with the second profile's precision."""
+    from bench.profile_agreement import agreement, random_accuracy
+    from mess.costs import load_costs
+    from mess.stats import load_stats
+
+    tables = []
+    for device in devices:
+        path = workdir / f"{device}.costs.json"
+        path.write_text(json.dumps(stored_profile(url, token, supernet, device)["costs"]))
+        tables.append(load_costs(path))
+    result = agreement(random_accuracy(load_stats(stats), 500), tables, max_exits=2)
+    second = stored_profile(url, token, supernet, devices[1])["context"] or {}
+    result["second_precision"] = precision_summary(second)
+    return result
 
 
 def precision_summary(context: dict[str, Any]) -> dict[str, Any]:
@@ -273,7 +314,10 @@ def table(steps: Sequence[Step], facts: dict[str, Any]) -> str:
     total = sum(s.wall_s for s in steps)
     lines.append(f"| **total** | **{total:.1f}** | | |")
     lines.append("")
-    lines.append(", ".join(f"{k}: {v}" for k, v in facts.items()))
+    lines.append(", ".join(f"{k}: {v}" for k, v in facts.items() if k != "compare"))
+    if "compare" in facts:  # its rows are in the JSON
+        compare = {k: v for k, v in facts["compare"].items() if k != "rows"}
+        lines.append(f"profiles compared: {json.dumps(compare)}")
     return "\n".join(lines)
 
 
@@ -293,6 +337,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="search the truncated configurations too (the service's default; at the paper's "
         "space 3.1e11 configurations instead of 2.6e9, hours on 2 cores)",
     )
+    parser.add_argument(
+        "--compare-tier",
+        help="after the chain, profile again with this tier (e.g. quick-fixed) as a second "
+        "device and compare the two profiles' answers (bench/profile_agreement.py)",
+    )
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: temp)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -306,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "check": args.check,
         "budget_ms": args.budget_ms,
         "truncation": args.truncation,
+        "compare_tier": args.compare_tier,
     }
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)

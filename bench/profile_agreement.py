@@ -122,8 +122,9 @@ def random_accuracy(stats: Any, num_samples: int, seed: int = 0) -> Any:
         pixel_thresholds=stats.meta["pixel_thresholds"],
         seed=seed,
     )
-    if [e["head"] for e in drawn.meta["exits"][: len(heads)]] != heads:
-        raise ValueError("the bundle's heads are not the canonical ones random_stats draws")
+    # random_stats' rows go position by position, so must the exits they are renamed to
+    if [e["position"] for e in exits] != [p for p in positions for _ in heads]:
+        raise ValueError("the exits are not the same heads at every position, in depth order")
     meta = {**drawn.meta, "exits": exits, "supernet": stats.meta.get("supernet")}
     out = Stats(
         meta=meta,

@@ -62,7 +62,10 @@ def test_precision_summary_counts_each_timed_computation_once():
 def test_the_small_chain_runs_end_to_end(tmp_path: Path):
     out = tmp_path / "result.json"
     args = ["--model", "torchvision:resnet18", "--space", "tiny", "--size", "64"]
-    main([*args, "--tier", "smoke", "--budget-ms", "1000", "--json", str(out)])
+    main(
+        [*args, "--tier", "smoke", "--budget-ms", "1000", "--compare-tier", "smoke"]
+        + ["--json", str(out)]
+    )
     result = json.loads(out.read_text())
     names = [s["name"] for s in result["steps"]]
     assert names[:3] == ["convert", "calibrate", "export"]
@@ -70,4 +73,6 @@ def test_the_small_chain_runs_end_to_end(tmp_path: Path):
     assert all(s["wall_s"] > 0 for s in result["steps"])
     assert result["facts"]["parts"] > 0 and result["facts"]["front_points"] > 0
     assert result["facts"]["timed"] > 0
+    compare = result["facts"]["compare"]  # a second smoke profile against the first
+    assert compare["answered"] > 0 and compare["second_precision"]["timed"] > 0
     assert result["facts"]["answer_exits"] >= 0

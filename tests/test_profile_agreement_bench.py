@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from bench.profile_agreement import agreement
+from bench.profile_agreement import agreement, random_accuracy
 from mess.testing import random_costs, random_stats
 
 
@@ -32,3 +32,12 @@ def test_another_table_is_priced_by_the_first():
     for row in result["rows"]:
         if row.get("feasible", True) and row["same"]:
             assert row["miou_change_pp"] == 0
+
+
+def test_random_accuracy_keeps_the_exits_and_gives_a_richer_front():
+    few = random_stats(num_samples=2, num_classes=4, positions=3, heads=2, seed=5)
+    drawn = random_accuracy(few, 50)
+    assert drawn.meta["exits"] == few.meta["exits"] and drawn.num_samples == 50
+    costs = random_costs(few, seed=1)
+    result = agreement(drawn, [costs, costs], budgets=30, max_exits=2)
+    assert result["front_points"][0] > agreement(few, [costs, costs])["front_points"][0]
