@@ -265,14 +265,14 @@ def compare_profiles(
     from mess.costs import load_costs
     from mess.stats import load_stats
 
+    profiles = [stored_profile(url, token, supernet, device) for device in devices]
     tables = []
-    for device in devices:
-        path = workdir / f"{device}.costs.json"
-        path.write_text(json.dumps(stored_profile(url, token, supernet, device)["costs"]))
+    for device, profile in zip(devices, profiles, strict=True):
+        path = workdir / f"{device}.costs.json"  # for bench.profile_agreement's own runs
+        path.write_text(json.dumps(profile["costs"]))
         tables.append(load_costs(path))
     result = agreement(random_accuracy(load_stats(stats), 500), tables, max_exits=2)
-    second = stored_profile(url, token, supernet, devices[1])["context"] or {}
-    result["second_precision"] = precision_summary(second)
+    result["second_precision"] = precision_summary(profiles[1]["context"] or {})
     return result
 
 

@@ -175,6 +175,7 @@ def _threads(
         "p90_ms": float(np.percentile(lat, 90)),
         "p99_ms": float(np.percentile(lat, 99)),
         "errors": errors,
+        "until_stopped": stop is not None,
     }
 
 

@@ -221,7 +221,8 @@ def during_search(url: str, h: dict, load: Load, args: argparse.Namespace) -> di
     start = time.perf_counter()
     watcher.start()
     busy = load(stop, alone["seconds"])
-    within = not stop.is_set()  # the search outlasted the load window
+    # the load covered the search only: it ran until stopped, or the search outlasted it
+    within = bool(busy.get("until_stopped")) or not stop.is_set()
     watcher.join()
     loaded_wall = time.perf_counter() - start
     return {
