@@ -48,6 +48,17 @@ positive_int = int_at_least(1)
 nonnegative_int = int_at_least(0)
 
 
+def scale_range(text: str) -> tuple[float, float]:
+    """An argparse type: ``LO,HI`` with 0 < LO <= HI, finite (an augmentation's scale range)."""
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. 0.5,2), got {text!r}") from None
+    if not (math.isfinite(high) and 0 < low <= high):
+        raise argparse.ArgumentTypeError(f"must be 0 < LO <= HI, got {text!r}")
+    return low, high
+
+
 def positive_float(text: str) -> float:
     """An argparse type: a finite float > 0."""
     value = float(text)

@@ -65,6 +65,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ from bench._common import (
     nonnegative_int,
     positive_float,
     positive_int,
+    scale_range,
     seed_workdir,
 )
 from bench.headline_report import plot, print_protocol, print_regime, print_table, print_verdicts
@@ -110,6 +112,19 @@ from mess.pipeline.measure import load_test_split, measure_in_rounds, pool, writ
 from mess.pipeline.profile import profile_machine
 
 GPU_PRESETS = ("paper",)
+# The preset's settings the command line may override (all part of the digests but workers).
+OVERRIDABLE = frozenset(
+    {
+        "stage1_epochs",
+        "stage2_epochs",
+        "stage2_lr",
+        "workers",
+        "lr",
+        "optimizer",
+        "train_images",
+        "augment_scale",
+    }
+)
 
 
 def gpu_refusal(preset_name: str, *, force: bool, cuda: bool | None = None) -> str | None:
@@ -196,27 +211,13 @@ def measure_rows(
     }
 
 
-def resolve_preset(
-    preset_name: str,
-    *,
-    stage1_epochs: int | None = None,
-    stage2_epochs: int | None = None,
-    stage2_lr: float | None = None,
-    workers: int | None = None,
-    lr: float | None = None,
-    optimizer: str | None = None,
-    train_images: int | None = None,
-) -> Preset:
-    """The named preset with the options that override it (``None``: the preset's)."""
-    overrides: dict[str, Any] = {
-        "train_images": train_images,
-        "stage1_epochs": stage1_epochs,
-        "stage2_epochs": stage2_epochs,
-        "stage2_lr": stage2_lr,
-        "workers": workers,
-        "lr": lr,
-        "optimizer": optimizer,
-    }
+def resolve_preset(preset_name: str, **overrides: Any) -> Preset:
+    """The named preset with the settings that override it (a ``None`` keeps the preset's):
+    ``stage1_epochs``, ``stage2_epochs``, ``stage2_lr``, ``workers``, ``lr``, ``optimizer``,
+    ``train_images``, ``augment_scale``."""
+    unknown = set(overrides) - OVERRIDABLE
+    if unknown:
+        raise TypeError(f"not a setting to override: {', '.join(sorted(unknown))}")
     return dataclasses.replace(
         ALL_PRESETS[preset_name], **{k: v for k, v in overrides.items() if v is not None}
     )
@@ -354,22 +355,15 @@ def run_headline(
     seeds: int = 1,
     data_seed: int = 0,
     resamples: int = RESAMPLES,
-    stage1_epochs: int | None = None,
-    stage2_epochs: int | None = None,
-    stage2_lr: float | None = None,
-    workers: int | None = None,
-    lr: float | None = None,
-    optimizer: str | None = None,
-    train_images: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole benchmark; returns the summary printed as the JSON line.
 
-    ``stage1_epochs``, ``stage2_epochs``, ``stage2_lr``, ``lr``, ``optimizer`` and
-    ``train_images`` override the preset's (``preset_settings`` in the summary records what
-    ran); the build digests rebuild what they change. ``workers`` (DataLoader processes) is
-    not part of the digests. ``seeds`` training seeds ``0..seeds-1`` each build in their own
-    folder (:func:`seed_workdir`);
-    ``workdir`` is the data seed's folder (:func:`data_seed_workdir`).
+    ``overrides`` replace the preset's settings (:func:`resolve_preset`; ``preset_settings``
+    in the summary records what ran); the build digests rebuild what they change. ``workers``
+    (DataLoader processes) is not part of the digests. ``seeds`` training seeds
+    ``0..seeds-1`` each build in their own folder (:func:`seed_workdir`); ``workdir`` is the
+    data seed's folder (:func:`data_seed_workdir`).
 
     Every setting is chosen on the calibration split; the test split is read once, by the
     final measurement (its difficulties, for the split balance, after it).
@@ -379,16 +373,7 @@ def run_headline(
     from mess.stats import load_stats
 
     start = time.perf_counter()
-    preset = resolve_preset(
-        preset_name,
-        stage1_epochs=stage1_epochs,
-        stage2_epochs=stage2_epochs,
-        stage2_lr=stage2_lr,
-        workers=workers,
-        lr=lr,
-        optimizer=optimizer,
-        train_images=train_images,
-    )
+    preset = resolve_preset(preset_name, **(overrides or {}))
     presets = seed_presets(preset, seeds, data_seed)
     timings, convergence = build_seeds(presets, workdir, console=console)
     folders = [seed_workdir(workdir, p.seed) for p in presets]
@@ -586,6 +571,13 @@ def main(argv: list[str] | None = None) -> int:
         help="training images instead of the preset's (rebuilds from stage 1)",
     )
     ap.add_argument(
+        "--augment-scale",
+        type=scale_range,
+        metavar="LO,HI",
+        help="the training augmentation's scale range instead of the preset's 0.5,2 (rebuilds "
+        "from stage 1)",
+    )
+    ap.add_argument(
         "--workers",
         type=nonnegative_int,
         help="DataLoader workers for training instead of the preset's (not part of the digests)",
@@ -619,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
         "lr": args.lr,
         "optimizer": args.optimizer,
         "train_images": args.train_images,
+        "augment_scale": args.augment_scale,
     }
     if args.stage1_only and not args.build_only:
         ap.error("--stage1-only goes with --build-only")
@@ -655,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
             seeds=args.seeds,
             data_seed=args.data_seed,
             resamples=args.resamples,
-            **overrides,
+            overrides=overrides,
         )
     sys.stdout.flush()
     print(json.dumps(summary), flush=True)

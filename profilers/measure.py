@@ -17,8 +17,12 @@ See docs/DESIGN.md, "Agent measurement protocol". In short:
   within +-2 % (``quick``) / +-1 % (``full``) of it, checked after ``min_runs`` (16 / 32) and
   then every ``max(8, runs // 10)`` runs; a part that gets there in no time stops there, a noisy
   one stops at the time cap (2 s / 6 s, never before ``min_runs``) and reports the precision
-  it reached. The fixed protocol of earlier profiles (at least 64 / 256 runs and 1 s / 3 s)
-  stays available as ``quick-fixed`` / ``full-fixed``;
+  it reached. A heavy part has few runs by the cap (a 100 ms part: 20), too few to know a
+  median to +-2 % even when each run is steady, so the cap waits for ``cap_runs`` (256 / 512)
+  runs, up to a ceiling per part (``max_part_seconds``, 30 s / 60 s); light parts, which
+  reach the cap with hundreds of runs, are not affected. The fixed protocol of earlier
+  profiles (at least 64 / 256 runs and 1 s / 3 s) stays available as ``quick-fixed`` /
+  ``full-fixed``;
 - parts measured in a random (seeded) order so drift does not bias one part;
 - every raw per-iteration time is kept (milliseconds, ``time.perf_counter_ns``);
 - optionally cold (``mess-agent --cold-cache``, recorded as ``"cache": "cold"`` in the
@@ -51,12 +55,26 @@ import numpy as np
 from profilers.precision import CONFIDENCE, median_halfwidth
 
 # A tier with a ``target`` is adaptive: timed until the median's 95 % confidence interval is
-# within +-target of it (relative), at least ``min_runs``, at most ``max_seconds`` (the cap is
-# not applied before ``min_runs``). One without is fixed: at least ``min_runs`` and
-# ``min_seconds``.
+# within +-target of it (relative), at least ``min_runs``, at most ``max_seconds``; the cap is
+# not applied before ``min_runs``, nor before ``cap_runs`` unless the part has run
+# ``max_part_seconds``. One without is fixed: at least ``min_runs`` and ``min_seconds``.
 TIERS: dict[str, dict[str, float]] = {
-    "quick": {"target": 0.02, "min_runs": 16, "max_seconds": 2.0, "max_warmup_seconds": 2.0},
-    "full": {"target": 0.01, "min_runs": 32, "max_seconds": 6.0, "max_warmup_seconds": 5.0},
+    "quick": {
+        "target": 0.02,
+        "min_runs": 16,
+        "max_seconds": 2.0,
+        "cap_runs": 256,
+        "max_part_seconds": 30.0,
+        "max_warmup_seconds": 2.0,
+    },
+    "full": {
+        "target": 0.01,
+        "min_runs": 32,
+        "max_seconds": 6.0,
+        "cap_runs": 512,
+        "max_part_seconds": 60.0,
+        "max_warmup_seconds": 5.0,
+    },
     # the fixed protocol of profiles before the adaptive one (mess-agent/1)
     "quick-fixed": {"min_runs": 64, "min_seconds": 1.0, "max_warmup_seconds": 2.0},
     "full-fixed": {"min_runs": 256, "min_seconds": 3.0, "max_warmup_seconds": 5.0},
@@ -219,7 +237,10 @@ def time_session(
         samples.append(once())
         if len(samples) < spec["min_runs"]:
             continue
-        if seconds_since(start) >= spec["max_seconds"]:
+        elapsed = seconds_since(start)
+        if elapsed >= spec["max_seconds"] and (
+            len(samples) >= spec["cap_runs"] or elapsed >= spec["max_part_seconds"]
+        ):
             break
         if len(samples) >= check_at:
             halfwidth = median_halfwidth(samples)
@@ -317,6 +338,8 @@ def measurement_context(
             "target": spec["target"],
             "min_runs": int(spec["min_runs"]),
             "max_seconds": spec["max_seconds"],
+            "cap_runs": int(spec["cap_runs"]),
+            "max_part_seconds": spec["max_part_seconds"],
             "check_every": CHECK_EVERY,
         }
     else:

@@ -215,6 +215,10 @@ def test_two_seeds_build_apart_resume_and_report_their_spread(
         ("--lr", "-0.1"),
         ("--optimizer", "adam"),
         ("--train-images", "0"),
+        ("--augment-scale", "2,0.5"),
+        ("--augment-scale", "0,1"),
+        ("--augment-scale", "1"),
+        ("--augment-scale", "1,inf"),
         ("--stage1-only", "--json"),  # without --build-only
     ],
 )
@@ -242,6 +246,11 @@ def test_a_stage1_study_trains_no_heads_and_prints_its_convergence(
     assert "train stage 1" in capsys.readouterr().out
     # so does the training set's size
     assert headline.main([*study, "--train-images", "16"]) == 0
+    assert "train stage 1" in capsys.readouterr().out
+    # and the augmentation: the preset's scale range, given, is the same build; another not
+    assert headline.main([*study, "--train-images", "16", "--augment-scale", "0.5,2"]) == 0
+    assert "reuse train stage 1 (exit-aware backbone)" in capsys.readouterr().out
+    assert headline.main([*study, "--train-images", "16", "--augment-scale", "1,1"]) == 0
     assert "train stage 1" in capsys.readouterr().out
 
 

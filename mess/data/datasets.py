@@ -114,6 +114,7 @@ def build_dataset(
     size: tuple[int, int] | None = None,
     num_classes: int | None = None,
     train: bool = False,
+    augment_scale: tuple[float, float] = (0.5, 2.0),
     length: int | None = None,
     seed: int | None = 0,
 ) -> SegmentationDataset:
@@ -133,7 +134,8 @@ def build_dataset(
             resize to it for evaluation and crop to it for training; None keeps sizes.
         num_classes: synth: number of classes (default 8); others: checked against the
             data set (folder: names the classes when there is no ``meta.json``).
-        train: apply the training augmentation (random scale 0.5-2, crop, flip).
+        train: apply the training augmentation (random scale, crop, flip).
+        augment_scale: the augmentation's range of scale factors (with ``train``).
         length: synth: number of images (defaults: train 2000, calibration 500, test
             500); others: keep the first ``length`` samples.
         seed: augmentation seed (see :class:`SegmentationDataset`); synth images do not
@@ -161,7 +163,7 @@ def build_dataset(
     if kind == "synth":
         source = _synth_source(arg, split, size, num_classes, length)
         size = size or SYNTH_DEFAULT_SIZE
-        transform = train_transform(size) if train else None
+        transform = train_transform(size, scale=augment_scale) if train else None
     else:
         if not arg:
             raise DataError(f"{kind} needs a folder: {kind}:DIR")
@@ -175,7 +177,7 @@ def build_dataset(
         if num_classes is not None and num_classes != real.num_classes:
             raise DataError(f"{spec} has {real.num_classes} classes, not num_classes={num_classes}")
         source = real.subset(length) if length is not None else real
-        transform = train_transform(size) if train else eval_transform(size)
+        transform = train_transform(size, scale=augment_scale) if train else eval_transform(size)
     log.info("data set %s: %d samples, %d classes", source.name, len(source), source.num_classes)
     return SegmentationDataset(source, transform=transform, seed=seed)
 

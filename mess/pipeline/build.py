@@ -37,6 +37,7 @@ BUILD_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "optimizer",
             "data_seed",
             "synth_version",
+            "augment_scale",
         ),
     ),
     ("supernet.pt", ("stage2_epochs", "heads_per_step", "stage2_lr")),
@@ -48,7 +49,13 @@ VAL_IMAGES = 64
 
 
 # Settings whose default is not hashed: the digests of folders built before they existed hold.
-UNHASHED_DEFAULTS = {"seed": 0, "data_seed": 0, "synth_version": 1, "optimizer": "sgd"}
+UNHASHED_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "data_seed": 0,
+    "synth_version": 1,
+    "optimizer": "sgd",
+    "augment_scale": (0.5, 2.0),
+}
 
 
 def digest_settings(preset: Preset) -> dict[str, Any]:
@@ -79,6 +86,7 @@ def training_settings(preset: Preset) -> dict[str, Any]:
         seed=p.seed,
         data_seed=p.data_seed,
         workers=p.workers,
+        augment_scale=p.augment_scale,
     )
 
 

@@ -42,6 +42,9 @@ class Preset:
     # Both training stages' optimiser (``sgd`` with momentum, or ``adamw``); ``lr`` and
     # ``stage2_lr`` are its peak rates. ``sgd`` is not hashed either.
     optimizer: str = "sgd"
+    # The training augmentation's random scale range (crop and flip always). The default is
+    # not hashed either.
+    augment_scale: tuple[float, float] = (0.5, 2.0)
 
     @property
     def stage2_peak_lr(self) -> float:

@@ -28,6 +28,7 @@ def train_supernet(
     train_length: int | None = None,
     val_length: int | None = 64,
     workers: int = 0,
+    augment_scale: tuple[float, float] = (0.5, 2.0),
     device: str = "auto",
     seed: int = 0,
     data_seed: int = 0,
@@ -55,6 +56,7 @@ def train_supernet(
         train_length: number of training images (synth).
         val_length: images of the calibration split used for the per-epoch mIoU (0: none).
         workers: DataLoader workers.
+        augment_scale: the training augmentation's range of scale factors.
         device: ``auto``, ``cpu`` or ``cuda``.
         seed: seed of every random choice.
         data_seed: mess-synth's base seed (0: the published splits).
@@ -119,6 +121,7 @@ def train_supernet(
             size=size,
             num_classes=sn.num_classes,
             train=True,
+            augment_scale=augment_scale,
             length=train_length,
             seed=seed,
         )

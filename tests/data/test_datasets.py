@@ -82,6 +82,25 @@ def test_train_augmentation_keeps_the_training_size():
         assert image.shape == (3, 32, 40) and mask.shape == (32, 40)
 
 
+def test_a_unit_scale_range_leaves_only_the_flip():
+    plain = build_dataset("synth", "train", size=(32, 32), length=6)
+    flips = build_dataset(
+        "synth", "train", size=(32, 32), train=True, augment_scale=(1.0, 1.0), length=6
+    )
+    flipped = 0
+    for i in range(6):
+        (image, mask), (aug_image, aug_mask) = plain[i], flips[i]
+        same = torch.equal(mask, aug_mask) and torch.allclose(image, aug_image)
+        mirrored = torch.equal(mask.flip(-1), aug_mask) and torch.allclose(
+            image.flip(-1), aug_image
+        )
+        assert same or mirrored
+        flipped += not same
+    assert 0 < flipped < 6  # flip in half the samples, about
+    wide = build_dataset("synth", "train", size=(32, 32), train=True, length=6)
+    assert any(not torch.equal(plain[i][1], wide[i][1]) for i in range(6))
+
+
 def test_augmentation_does_not_depend_on_loader_workers_or_order():
     ds = build_dataset("synth", "train", size=(32, 32), train=True, length=6, seed=1)
     direct = torch.stack([ds[i][1] for i in range(6)])

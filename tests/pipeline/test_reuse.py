@@ -186,6 +186,14 @@ def test_the_synth_version_is_part_of_the_training_data() -> None:
     assert all(ours[name] != theirs[name] for name, _ in BUILD_STAGES[1:])
 
 
+def test_the_augmentation_keys_the_training_and_its_default_the_published_digests() -> None:
+    published = build_digests(SMALL)
+    assert build_digests(dataclasses.replace(SMALL, augment_scale=(0.5, 2.0))) == published
+    flip_only = build_digests(dataclasses.replace(SMALL, augment_scale=(1.0, 1.0)))
+    assert flip_only["supernet-init.pt"] == published["supernet-init.pt"]
+    assert all(flip_only[name] != published[name] for name, _ in BUILD_STAGES[1:])
+
+
 def test_seeds_key_their_own_builds_and_seed_zero_keeps_the_published_digests() -> None:
     published = build_digests(SMALL)
     assert build_digests(dataclasses.replace(SMALL, seed=0, data_seed=0)) == published

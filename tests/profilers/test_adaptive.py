@@ -92,10 +92,45 @@ def test_a_noisy_source_stops_at_the_cap_and_reports_its_precision():
     assert timing.halfwidth == pytest.approx(1 / 3)
 
 
-def test_the_minimum_runs_come_before_the_cap():
-    # 16 runs of 0.4-0.8 s take 9.6 s, well past the 2 s cap
-    timing = _time(_WARMUP + [400.0, 800.0] * 100)
+def test_the_minimum_runs_come_before_the_ceiling():
+    # 16 runs of 1.5-3 s take 36 s, past the 30 s ceiling per part after 14 of them
+    timing = _time(_WARMUP + [1500.0, 3000.0] * 100)
     assert len(timing.samples_ms) == TIERS["quick"]["min_runs"]
+
+
+def test_a_heavy_part_is_timed_past_the_cap_until_its_median_is_known():
+    """Runs of 90-110 ms, spread evenly: by the 2 s cap only 20 runs, an interval of about
+    +-4.5 % (the ranks around the median move by about sqrt(n) runs: 20 ms / sqrt(n)); the
+    rule goes on, and stops at the first check within +-2 % (about 100 runs), far from the
+    cap's 256 runs."""
+    spec = TIERS["quick"]
+    durations = np.random.default_rng(0).uniform(90.0, 110.0, 1000).tolist()
+    at_cap = next(n for n in range(1, 100) if sum(durations[:n]) >= 1e3 * spec["max_seconds"])
+    assert at_cap <= 22 and median_halfwidth(durations[:at_cap]) > 0.03
+    timing = _time(_WARMUP + durations)
+    runs = len(timing.samples_ms)
+    assert 64 < runs < spec["cap_runs"]
+    assert timing.halfwidth <= spec["target"]
+    checks = [int(spec["min_runs"])]
+    while checks[-1] < runs:
+        checks.append(checks[-1] + max(CHECK_EVERY, checks[-1] // 10))
+    assert checks[-1] == runs  # it stopped at a check: the first one within the target
+    assert all(median_halfwidth(durations[:n]) > spec["target"] for n in checks[:-1])
+
+
+def test_a_noisy_part_stops_at_the_cap_runs():
+    # alternating 10 and 20 ms: never known to +-2 %; 134 runs by the 2 s cap, then to 256
+    timing = _time(_WARMUP + [10.0, 20.0] * 1000)
+    assert len(timing.samples_ms) == TIERS["quick"]["cap_runs"] == 256
+    assert timing.halfwidth == pytest.approx(1 / 3)
+
+
+def test_a_heavy_noisy_part_stops_at_the_ceiling():
+    # alternating 100 and 200 ms: never known to +-2 %; 30 s allow 200 runs, fewer than 256
+    timing = _time(_WARMUP + [100.0, 200.0] * 1000)
+    assert len(timing.samples_ms) == 200
+    assert sum(timing.samples_ms) == pytest.approx(30_000)
+    assert timing.halfwidth == pytest.approx(1 / 3)
 
 
 def test_fixed_tiers_keep_their_run_count():

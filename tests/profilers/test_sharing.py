@@ -96,6 +96,8 @@ def test_the_context_records_the_stopping_rule():
         "target": 0.02,
         "min_runs": 16,
         "max_seconds": 2.0,
+        "cap_runs": 256,
+        "max_part_seconds": 30.0,
         "check_every": 8,
         "max_warmup_seconds": 2.0,
     }
