@@ -231,6 +231,13 @@ def test_bad_overrides_are_refused(
     assert option in capsys.readouterr().err
 
 
+def test_only_the_overridable_settings_override_the_preset() -> None:
+    preset = headline.resolve_preset("micro", augment_scale=(1.0, 1.0), lr=None)
+    assert preset.augment_scale == (1.0, 1.0) and preset.lr == headline.ALL_PRESETS["micro"].lr
+    with pytest.raises(TypeError, match="not a setting to override: num_classes"):
+        headline.resolve_preset("micro", num_classes=3)
+
+
 def test_a_stage1_study_trains_no_heads_and_prints_its_convergence(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
