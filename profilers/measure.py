@@ -160,6 +160,15 @@ class Timing:
         return median_halfwidth(self.samples_ms)
 
 
+def cap_reached(spec: Mapping[str, float], runs: int, seconds: float, streams: int = 1) -> bool:
+    """Whether an adaptive tier's time cap stops timing after ``seconds`` with ``runs`` (the
+    fewest of any of ``streams`` timed together): past the cap, and past the cap's runs or the
+    ceiling (both caps scale with the streams). The minimum runs are the caller's to check."""
+    if seconds < spec["max_seconds"] * streams:
+        return False
+    return runs >= spec["cap_runs"] or seconds >= spec["max_part_seconds"] * streams
+
+
 def make_session(
     model: bytes | str, *, threads: int = 1, providers: list[str] | None = None
 ) -> Any:
@@ -237,10 +246,7 @@ def time_session(
         samples.append(once())
         if len(samples) < spec["min_runs"]:
             continue
-        elapsed = seconds_since(start)
-        if elapsed >= spec["max_seconds"] and (
-            len(samples) >= spec["cap_runs"] or elapsed >= spec["max_part_seconds"]
-        ):
+        if cap_reached(spec, len(samples), seconds_since(start)):
             break
         if len(samples) >= check_at:
             halfwidth = median_halfwidth(samples)

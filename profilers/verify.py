@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from profilers.measure import TIERS, Timing, make_session, random_inputs, time_session
+from profilers.measure import (
+    TIERS,
+    Timing,
+    cap_reached,
+    make_session,
+    random_inputs,
+    time_session,
+)
 from profilers.precision import median_halfwidth
 
 
@@ -95,9 +102,10 @@ def time_mixed(
     """Time the paths in one stream, each run's path drawn with :func:`mix_weights`.
 
     Warm-up: each path a few times, then the stream. It stops once every path has the tier's
-    minimum runs and either its median is known to the tier's target (adaptive tiers) or the
-    stream has run the tier's time for every path (``max_seconds``, fixed tiers
-    ``min_seconds``, times the number of paths); never before the minimum runs.
+    minimum runs and either its median is known to the tier's target (adaptive tiers), or the
+    stream has run the tier's time for every path (fixed tiers: ``min_seconds`` times the
+    number of paths; adaptive: the time cap, as :func:`profilers.measure.cap_reached` says
+    for the stream's paths together); never before the minimum runs.
     """
     spec = TIERS[tier]
     rng = random.Random(seed)
@@ -107,7 +115,7 @@ def time_mixed(
     for _ in range(5):
         for k in paths:
             run(None, path_feeds[k])
-    budget_s = spec.get("max_seconds", spec.get("min_seconds", 0.0)) * len(paths)
+    budget_s = spec.get("min_seconds", 0.0) * len(paths)  # fixed tiers
     samples: list[list[float]] = [[] for _ in paths]
     start = clock()
     drawn = 0
@@ -119,12 +127,16 @@ def time_mixed(
         drawn += 1
         if drawn % len(paths) or min(len(x) for x in samples) < spec["min_runs"]:
             continue
-        if (clock() - start) / 1e9 >= budget_s:
-            break
-        if "target" in spec:
-            widths = [median_halfwidth(x) for x in samples]
-            if all(w is not None and w <= spec["target"] for w in widths):
+        elapsed = (clock() - start) / 1e9
+        if "target" not in spec:
+            if elapsed >= budget_s:
                 break
+            continue
+        if cap_reached(spec, min(len(x) for x in samples), elapsed, len(paths)):
+            break
+        widths = [median_halfwidth(x) for x in samples]
+        if all(w is not None and w <= spec["target"] for w in widths):
+            break
     return [Timing(f"path {k}", samples[k], warmup_runs=5) for k in paths]
 
 

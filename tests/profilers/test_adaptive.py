@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from profilers.measure import CHECK_EVERY, TIERS, time_session
+from profilers.measure import CHECK_EVERY, TIERS, cap_reached, time_session
 from profilers.precision import median_halfwidth, median_ranks
 
 
@@ -138,3 +138,14 @@ def test_fixed_tiers_keep_their_run_count():
     # at least 64 runs and 1 s: 667 runs (334 x 1 + 333 x 2 = 1000 ms)
     assert len(timing.samples_ms) == 667
     assert float(np.sum(timing.samples_ms)) == pytest.approx(1000)
+
+
+def test_the_cap_scales_with_the_streams_timed_together():
+    quick = TIERS["quick"]  # 2 s, 256 runs, 30 s a part
+    assert not cap_reached(quick, 1000, 1.9)
+    assert cap_reached(quick, 256, 2.0) and not cap_reached(quick, 255, 29.9)
+    assert cap_reached(quick, 20, 30.0)
+    # three paths in one stream: 6 s, then the fewest runs of any path, or 90 s
+    assert not cap_reached(quick, 1000, 5.9, streams=3)
+    assert cap_reached(quick, 256, 6.0, streams=3) and not cap_reached(quick, 100, 89.0, 3)
+    assert cap_reached(quick, 100, 90.0, streams=3)
