@@ -60,6 +60,9 @@ from service.verifications.latency import Correction, corrected_costs
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0  # an idle worker looks at the queue this often (or when notified)
 MAX_BATCH = 64  # searches computed in one walk of the space at most
+# The worker's threads: "mess-search-<i>" compute searches, "mess-lease" renews their leases.
+SEARCH_THREAD = "mess-search"
+LEASE_THREAD = "mess-lease"
 _Renew = Callable[[Session, list[int], str, dt.datetime, dt.datetime], int]
 
 
@@ -125,7 +128,7 @@ class SearchWorker:
 
     def start(self) -> None:
         for i in range(self.threads):
-            t = threading.Thread(target=self._loop, name=f"mess-search-{i}", daemon=True)
+            t = threading.Thread(target=self._loop, name=f"{SEARCH_THREAD}-{i}", daemon=True)
             t.start()
             self.pool.append(t)
 
@@ -521,7 +524,7 @@ class _Heartbeat:
     def __init__(self, worker: SearchWorker, owner: str, ids: list[int], renew: _Renew) -> None:
         self.worker, self.owner, self.ids, self.renew = worker, owner, ids, renew
         self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="mess-lease", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=LEASE_THREAD, daemon=True)
 
     def __enter__(self) -> _Heartbeat:
         self.thread.start()

@@ -154,6 +154,7 @@ def test_a_repeated_query_runs_no_sql_and_a_new_profile_shows_at_once(
     from sqlalchemy import event
 
     from service.auth.service import PrincipalCache
+    from service.searches.worker import LEASE_THREAD, SEARCH_THREAD
 
     state = client.app.state  # type: ignore[attr-defined]
     state.principals = PrincipalCache(ttl=600)  # the tests' 1 s would expire mid-test
@@ -163,7 +164,7 @@ def test_a_repeated_query_runs_no_sql_and_a_new_profile_shows_at_once(
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         # The in-process search worker polls for queued searches and renews its leases on
         # its own threads; only what the requests run counts here.
-        if not threading.current_thread().name.startswith(("mess-search-", "mess-lease")):
+        if not threading.current_thread().name.startswith((f"{SEARCH_THREAD}-", LEASE_THREAD)):
             statements.append(statement)
 
     body = {"device": "dev", "objective": "max-accuracy", "budget_ms": 1e6}
