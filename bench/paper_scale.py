@@ -32,9 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench._common import positive_int
+from mess.timings import precision_summary
 
 ADMIN = "paper-scale-admin-0123456789abcdef"
 DEVICE = "paper-scale"
@@ -274,31 +273,6 @@ def compare_profiles(
     result = agreement(random_accuracy(load_stats(stats), 500), tables, max_exits=2)
     result["second_precision"] = precision_summary(profiles[1]["context"] or {})
     return result
-
-
-def precision_summary(context: dict[str, Any]) -> dict[str, Any]:
-    """How precisely a profile knows each computation it timed (one part per signature; the
-    others share its runs): the 95 % interval half-width of the median, in %, and how many
-    are within the tier's target (the agent's measurement report in the profile context)."""
-    precision = context.get("precision") or {}
-    signatures = context.get("signatures") or {}
-    timed = [names[0] for names in signatures.values()] if signatures else list(precision)
-    widths = sorted(
-        w for n in timed if (w := precision.get(n, {}).get("halfwidth_pct")) is not None
-    )
-    out: dict[str, Any] = {"timed": len(timed)}
-    if not widths:
-        return out
-    out |= {
-        "timed_runs": sum(precision[n]["runs"] for n in timed if n in precision),
-        "halfwidth_median_pct": round(float(np.median(widths)), 2),
-        "halfwidth_p90_pct": round(float(np.percentile(widths, 90)), 2),
-        "halfwidth_max_pct": round(widths[-1], 2),
-    }
-    target = (context.get("rule") or {}).get("target")
-    if target is not None:
-        out["within_target"] = f"{sum(w <= 100 * target for w in widths)}/{len(timed)}"
-    return out
 
 
 def table(steps: Sequence[Step], facts: dict[str, Any]) -> str:

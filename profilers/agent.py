@@ -45,6 +45,7 @@ from profilers.chunks import (
     resumed_timings,
 )
 from profilers.measure import (
+    TIERS,
     Timing,
     device_attributes,
     make_session,
@@ -54,6 +55,8 @@ from profilers.measure import (
     random_inputs,
     time_session,
 )
+from profilers.stability import EVERY_SECONDS as SPEED_EVERY_SECONDS
+from profilers.stability import SpeedProbe
 from profilers.verify import measure_paths, run_images
 
 log = logging.getLogger(__name__)
@@ -104,6 +107,7 @@ class AgentConfig:
     share: bool = True  # time one part per signature of computation
     chunk_parts: int = CHUNK_PARTS  # upload timings every this many parts (0: at the end)
     chunk_seconds: float = CHUNK_SECONDS  # or every this many seconds
+    speed_probe_seconds: float = SPEED_EVERY_SECONDS  # between probes of the device (0: none)
 
 
 def make_client(config: AgentConfig, transport: httpx.BaseTransport | None = None) -> httpx.Client:
@@ -277,11 +281,22 @@ class Agent:
             seconds=self.config.chunk_seconds,
         )
 
+        probe = None
+        if self.config.speed_probe_seconds > 0:
+            probe = SpeedProbe(
+                threads=self.config.threads,
+                providers=self.config.providers,
+                every_seconds=self.config.speed_probe_seconds,
+            )
+            probe.probe()
+
         def progress(name: str, timing: Timing) -> None:
             chunks.add(timing)
             if self.stopping.is_set():
                 chunks.flush()  # keep what was measured for whoever resumes the job
             check(name, timing)
+            if probe is not None:
+                probe.maybe()
 
         timings = measure_parts(
             parts,
@@ -294,14 +309,35 @@ class Agent:
             share=self.config.share,
             done=done,
         )
+        report = measurement_report(timings)
+        if probe is not None and (speed := self._speed_report(job_id, probe)) is not None:
+            report["speed"] = speed
         wholes = self._measure_wholes(manifest, parts, job.get("configurations") or [])
         payload = {
             **lease,  # every part again: the server checks the chunks agree, and has them all
             "timings": {name: t.samples_ms for name, t in timings.items()},
-            "context": context | measurement_report(timings),
+            "context": context | report,
             "wholes": wholes,
         }
         return dict(self._upload(job_id, "result", payload, "upload the result"))
+
+    def _speed_report(self, job_id: int, probe: SpeedProbe) -> dict[str, Any] | None:
+        """The probe's last reading and report; a warning when the device's speed moved
+        more than the tier's target while it was profiled."""
+        probe.probe()
+        speed = probe.report()
+        target = TIERS[self.config.tier].get("target")
+        if speed is not None and target is not None and speed["spread_pct"] > 100 * target:
+            log.warning(
+                "job %s: the device's speed moved %.1f %% while it was profiled (%d probes of "
+                "a reference computation); each part is known to +-%g %% within its own runs, "
+                "the device's costs only to about that drift",
+                job_id,
+                speed["spread_pct"],
+                len(speed["medians_ms"]),
+                100 * target,
+            )
+        return speed
 
     def _resume(
         self, job: dict[str, Any], lease: dict[str, str], context: dict[str, Any]

@@ -11,6 +11,7 @@ import typer
 
 from profilers.chunks import CHUNK_PARTS, CHUNK_SECONDS
 from profilers.measure import TIERS
+from profilers.stability import EVERY_SECONDS as SPEED_EVERY_SECONDS
 
 app = typer.Typer(
     name="mess-agent",
@@ -21,8 +22,9 @@ app = typer.Typer(
 )
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 TIER_HELP = (
-    "quick (until the median is known to +-2 %: 16 runs at least, 2 s at most), full (+-1 %, "
-    "32 runs, 6 s), or the fixed quick-fixed (64 runs, 1 s) and full-fixed (256 runs, 3 s)."
+    "quick (until the median is known to +-2 %: 16 runs at least, 2 s at most, a heavy part up "
+    "to 256 runs or 30 s), full (+-1 %, 32 runs, 6 s, up to 512 runs or 60 s), or the fixed "
+    "quick-fixed (64 runs, 1 s) and full-fixed (256 runs, 3 s)."
 )
 
 
@@ -72,6 +74,15 @@ def agent_command(
     poll_seconds: Annotated[
         float, typer.Option(min=0.1, help="Wait between polls of an empty queue.")
     ] = 5.0,
+    speed_probe_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Time a fixed reference computation at least this often while profiling "
+            "(and at the start and end): the profile records how far the device's own speed "
+            "moved; 0: never.",
+        ),
+    ] = SPEED_EVERY_SECONDS,
     verbose: Annotated[int, typer.Option("-v", count=True, help="More logging.")] = 0,
 ) -> None:
     """Register this device, then lease profiling jobs, measure and upload, repeatedly."""
@@ -105,6 +116,7 @@ def agent_command(
         share=share,
         chunk_parts=chunk_parts,
         chunk_seconds=chunk_seconds,
+        speed_probe_seconds=speed_probe_seconds,
     )
     with make_client(config) as client:
         agent = Agent(config, client)

@@ -23,7 +23,8 @@ See docs/DESIGN.md, "Agent measurement protocol". In short:
   reach the cap with hundreds of runs, are not affected. The fixed protocol of earlier
   profiles (at least 64 / 256 runs and 1 s / 3 s) stays available as ``quick-fixed`` /
   ``full-fixed``;
-- parts measured in a random (seeded) order so drift does not bias one part;
+- parts measured in a random (seeded) order so drift does not bias one part; the drift itself
+  is probed by the agent (:mod:`profilers.stability`) and recorded beside the parts' precision;
 - every raw per-iteration time is kept (milliseconds, ``time.perf_counter_ns``);
 - optionally cold (``mess-agent --cold-cache``, recorded as ``"cache": "cold"`` in the
   context): before every run the CPU caches are flushed by reading a buffer twice the size of

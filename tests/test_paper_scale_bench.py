@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.paper_scale import Step, main, parse_size, precision_summary, run, table
+from bench.paper_scale import Step, main, parse_size, run, table
 
 
 def test_sizes_parse_and_bad_ones_are_refused():
@@ -35,26 +35,6 @@ def test_table_lists_every_step_and_the_total():
     assert "| export | 1.5 | 900 | - |" in text
     assert "| push | 2.0 | 60 | 300 |" in text
     assert "**3.5**" in text and "bundle_mb: 12.5" in text
-
-
-def test_precision_summary_counts_each_timed_computation_once():
-    context = {
-        "rule": {"target": 0.02},
-        "precision": {
-            "a": {"halfwidth_pct": 1.0, "runs": 16},
-            "a2": {"halfwidth_pct": 1.0, "runs": 16},  # shares a's runs
-            "b": {"halfwidth_pct": 3.0, "runs": 24},
-            "c": {"halfwidth_pct": None, "runs": 2},
-        },
-        "signatures": {"s1": ["a", "a2"], "s2": ["b"], "s3": ["c"]},
-    }
-    summary = precision_summary(context)
-    assert summary["timed"] == 3 and summary["timed_runs"] == 42
-    assert summary["within_target"] == "1/3"  # c's precision is unknown: not within
-    assert summary["halfwidth_median_pct"] == 2.0 and summary["halfwidth_max_pct"] == 3.0
-    assert precision_summary({}) == {"timed": 0}
-    del context["signatures"]  # not grouped: every part was timed
-    assert precision_summary(context)["timed"] == 4
 
 
 @pytest.mark.slow

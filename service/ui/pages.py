@@ -7,12 +7,14 @@ page's data into plain dictionaries for the templates.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from mess.bundle import Manifest, head_part, policy_part, segment_part
 from mess.search import Configuration as SearchConfiguration
+from mess.timings import precision_summary
 from service.blobs import BlobStore
 from service.configurations import service as configurations
 from service.devices import repository as devices_repository
@@ -66,6 +68,46 @@ def _context_line(profile: Profile | None) -> dict[str, Any]:
         "providers": ", ".join(context.get("providers") or []),
         "threads": "" if threads is None else str(threads),
     }
+
+
+# the agent's per-part report and the server's additions: summed up or shown elsewhere
+_CONTEXT_REPORTS = frozenset({"p90_ms", "wholes", "precision", "signatures", "speed"})
+_CONTEXT_VALUE_CHARS = 120
+
+
+def context_facts(context: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """A profile's context as short (key, text) pairs: the measurement settings as they are,
+    the per-part reports summed up (a paper-scale profile reports on 626 parts)."""
+    context = context or {}
+    facts = []
+    for key, value in context.items():
+        if key in _CONTEXT_REPORTS:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        if len(text) > _CONTEXT_VALUE_CHARS:
+            text = text[: _CONTEXT_VALUE_CHARS - 1] + "\u2026"
+        facts.append((str(key), text))
+    summary = precision_summary(context)
+    if "within_target" in summary:
+        within, timed = summary["within_target"].split("/")
+        facts.append(
+            (
+                "precision",
+                f"{within} of {timed} timed within the target; median \u00b1"
+                f"{summary['halfwidth_median_pct']:g} %, worst \u00b1"
+                f"{summary['halfwidth_max_pct']:g} %",
+            )
+        )
+    elif "halfwidth_median_pct" in summary:
+        facts.append(("precision", f"median \u00b1{summary['halfwidth_median_pct']:g} %"))
+    if "speed_spread_pct" in summary:
+        facts.append(
+            (
+                "device drift",
+                f"{summary['speed_spread_pct']:g} % over {summary['speed_probes']} probes",
+            )
+        )
+    return facts
 
 
 def live(session: Session, now: dt.datetime) -> dict[str, Any]:
@@ -220,7 +262,11 @@ def device_page(session: Session, name: str, profile_id: int | None) -> dict[str
     return {
         "device": device,
         "versions": [
-            {"profile": p, "supernet": names.get(p.supernet_id, p.supernet_id[:12])}
+            {
+                "profile": p,
+                "supernet": names.get(p.supernet_id, p.supernet_id[:12]),
+                "context": context_facts(p.context),
+            }
             for p, _ in versions
         ],
         "selected": selected,

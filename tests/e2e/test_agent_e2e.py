@@ -70,6 +70,8 @@ def test_agent_profiles_a_pushed_supernet(server: Server, tiny_bundle: Path, tmp
     assert all(v > 0 for v in profile["costs"]["segments"].values())
     wholes = profile["context"]["wholes"]
     assert len(wholes) == 3 and all(w["measured_ms"] > 0 for w in wholes)
+    speed = profile["context"]["speed"]  # the device's own speed, probed over the profile
+    assert len(speed["medians_ms"]) >= 2 and speed["spread_pct"] >= 0
 
 
 def test_a_bad_token_exits_2_with_one_line(server: Server):

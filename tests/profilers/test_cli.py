@@ -28,3 +28,16 @@ def test_an_unknown_tier_is_refused(tmp_path):
     result = CliRunner().invoke(app, ["bench", str(model), "--tier", "fast"])
     assert result.exit_code == 2
     assert "quick-fixed" in result.output  # the fixed tiers are offered too
+
+
+def test_the_speed_probe_interval_reaches_the_agent(monkeypatch):
+    from profilers import agent
+
+    seen = []
+    monkeypatch.setattr(agent.Agent, "run", lambda self, **kw: seen.append(self.config) or 0)
+    args = ["--server", "http://mess.test", "--token", "t", "--once"]
+    assert CliRunner().invoke(app, [*args, "--speed-probe-seconds", "0"]).exit_code == 0
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert [c.speed_probe_seconds for c in seen] == [0.0, 30.0]
+    refused = CliRunner().invoke(app, [*args, "--speed-probe-seconds", "-1"])
+    assert refused.exit_code == 2

@@ -67,6 +67,13 @@ def _profile(client: Client, agent: str, device: str, slow: float) -> None:
             "runtime_version": "1.20.1",
             "providers": ["CPUExecutionProvider"],
             "intra_op_threads": 4,
+            "rule": {"target": 0.02, "min_runs": 16},
+            # the agent's report: per part, and the device's own drift meanwhile
+            "precision": {
+                p["name"]: {"halfwidth_pct": 1.0 + 0.6 * (i % 3), "runs": 16}
+                for i, p in enumerate(parts)
+            },
+            "speed": {"at_s": [0.0, 30.1], "medians_ms": [0.5, 0.52], "spread_pct": 4.0},
         },
     }
     _ok(client.post(f"/v1/jobs/{job['id']}/result", json=body, headers=_h(agent)), 200)

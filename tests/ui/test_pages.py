@@ -161,6 +161,9 @@ def test_every_page_shows_the_seeded_service(client: TestClient, seeded: Seeded)
     assert device.status_code == 200
     for text in ('id="parts"', "segment/layer1", "head/final", 'id="wholes"', "done", "v1"):
         assert text in device.text, text
+    # the agent's per-part report summed up, not printed part by part
+    assert "timed within the target" in device.text and "device drift" in device.text
+    assert "halfwidth_pct" not in device.text
     assert client.get("/ui/devices/nope").status_code == 404
     assert client.get("/ui/configurations/" + "0" * 64).status_code == 404
 
@@ -262,3 +265,29 @@ def test_a_missing_front_is_computed_from_the_page(client: TestClient, seeded: S
         headers=auth(seeded.engineer),
     ).json()
     assert points() == len(answer["front"])
+
+
+def test_a_profile_context_is_shown_as_short_facts() -> None:
+    from service.ui.pages import context_facts
+
+    context = {
+        "runtime": "onnxruntime",
+        "intra_op_threads": 1,
+        "providers": ["CPUExecutionProvider"],
+        "note": "x" * 500,
+        "rule": {"target": 0.02},
+        "precision": {"a": {"halfwidth_pct": 1.5, "runs": 16}, "b": {"halfwidth_pct": 2.5}},
+        "signatures": {"s": ["a"], "t": ["b"]},
+        "speed": {"medians_ms": [1.0, 1.05], "spread_pct": 5.0},
+        "p90_ms": {"a": 2.0},
+    }
+    facts = dict(context_facts(context))
+    assert facts["runtime"] == "onnxruntime" and facts["intra_op_threads"] == "1"
+    assert facts["providers"] == '["CPUExecutionProvider"]'
+    assert len(facts["note"]) == 120 and facts["note"].endswith("\u2026")
+    assert (
+        facts["precision"] == "1 of 2 timed within the target; median \u00b12 %, worst \u00b12.5 %"
+    )
+    assert facts["device drift"] == "5 % over 2 probes"
+    assert "p90_ms" not in facts and "signatures" not in facts
+    assert context_facts(None) == [] and context_facts({"precision": "?"}) == []
