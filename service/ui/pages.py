@@ -83,7 +83,12 @@ def context_facts(context: dict[str, Any] | None) -> list[tuple[str, str]]:
     for key, value in context.items():
         if key in _CONTEXT_REPORTS:
             continue
-        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        if isinstance(value, str):
+            text = value
+        elif isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+            text = ", ".join(map(str, value))  # providers
+        else:
+            text = json.dumps(value, separators=(",", ":"))
         if len(text) > _CONTEXT_VALUE_CHARS:
             text = text[: _CONTEXT_VALUE_CHARS - 1] + "\u2026"
         facts.append((str(key), text))

@@ -283,7 +283,8 @@ def test_a_profile_context_is_shown_as_short_facts() -> None:
     }
     facts = dict(context_facts(context))
     assert facts["runtime"] == "onnxruntime" and facts["intra_op_threads"] == "1"
-    assert facts["providers"] == '["CPUExecutionProvider"]'
+    assert facts["providers"] == "CPUExecutionProvider"
+    assert facts["rule"] == '{"target":0.02}'
     assert len(facts["note"]) == 120 and facts["note"].endswith("\u2026")
     assert (
         facts["precision"] == "1 of 2 timed within the target; median \u00b12 %, worst \u00b12.5 %"
