@@ -81,6 +81,19 @@ def test_maybe_probes_only_once_the_interval_has_passed():
     assert len(probe.medians_ms) == 2
 
 
+def test_on_a_slow_device_the_probes_take_at_most_their_share_of_the_time():
+    clock = FakeClock()
+    clock.run_ms = 100.0  # a probe: 72 runs, 7.2 s
+    probe = SpeedProbe(every_seconds=30.0, clock=clock, run=clock.run)
+    probe.maybe()
+    clock.wait(31)
+    probe.maybe()
+    assert len(probe.medians_ms) == 1  # 7.2 s every 31 s would be 23 % of the time
+    clock.wait(7.2 / stability.MAX_SHARE - 31)
+    probe.maybe()
+    assert len(probe.medians_ms) == 2
+
+
 def test_the_agent_records_the_devices_speed_in_the_profile(tmp_path):
     server = FakeServer(jobs=1)
     assert _agent(server, tmp_path).run(once=True) == 1
