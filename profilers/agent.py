@@ -281,22 +281,16 @@ class Agent:
             seconds=self.config.chunk_seconds,
         )
 
-        probe = None
-        if self.config.speed_probe_seconds > 0:
-            probe = SpeedProbe(
-                threads=self.config.threads,
-                providers=self.config.providers,
-                every_seconds=self.config.speed_probe_seconds,
-            )
-            probe.probe()
+        probe = self._start_probe(job_id)
 
         def progress(name: str, timing: Timing) -> None:
+            nonlocal probe
             chunks.add(timing)
             if self.stopping.is_set():
                 chunks.flush()  # keep what was measured for whoever resumes the job
             check(name, timing)
-            if probe is not None:
-                probe.maybe()
+            if probe is not None and not _probed(job_id, probe.maybe):
+                probe = None
 
         timings = measure_parts(
             parts,
@@ -321,13 +315,29 @@ class Agent:
         }
         return dict(self._upload(job_id, "result", payload, "upload the result"))
 
+    def _start_probe(self, job_id: int) -> SpeedProbe | None:
+        """The job's speed probe, having probed once; ``None`` when turned off or failing."""
+        if self.config.speed_probe_seconds <= 0:
+            return None
+        try:
+            probe = SpeedProbe(
+                threads=self.config.threads,
+                providers=self.config.providers,
+                every_seconds=self.config.speed_probe_seconds,
+            )
+        except Exception as exc:  # the profile matters more than the probe
+            log.warning("job %s: no speed probe (%s)", job_id, exc)
+            return None
+        return probe if _probed(job_id, probe.probe) else None
+
     def _speed_report(self, job_id: int, probe: SpeedProbe) -> dict[str, Any] | None:
         """The probe's last reading and report; a warning when the device's speed moved
         more than the tier's target while it was profiled."""
-        probe.probe()
+        _probed(job_id, probe.probe)
         speed = probe.report()
         target = TIERS[self.config.tier].get("target")
-        if speed is not None and target is not None and speed["spread_pct"] > 100 * target:
+        spread = None if speed is None else speed["spread_pct"]
+        if spread is not None and target is not None and spread > 100 * target:
             log.warning(
                 "job %s: the device's speed moved %.1f %% while it was profiled (%d probes of "
                 "a reference computation); each part is known to +-%g %% within its own runs, "
@@ -528,6 +538,16 @@ class Agent:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+
+def _probed(job_id: int, probe: Callable[[], object]) -> bool:
+    """Run a speed probe; a failing one is logged and reported False, never the job's end."""
+    try:
+        probe()
+    except Exception as exc:  # the profile matters more than the probe
+        log.warning("job %s: speed probe stopped (%s)", job_id, exc)
+        return False
+    return True
 
 
 def _detail(response: httpx.Response) -> str:

@@ -110,7 +110,8 @@ class SpeedProbe:
 
     def report(self) -> dict[str, Any] | None:
         """``speed`` for the profile's context (``None`` before two probes): the probes' times
-        and medians, and ``spread_pct``, their 90th percentile over their 10th, minus one.
+        and medians, and ``spread_pct``, their 90th percentile over their 10th, minus one
+        (``None`` where the 10th percentile is 0).
 
         Percentiles, not the slowest over the fastest: one probe caught in a burst moves them
         little, and the range of many probes grows with their number even on a steady device
@@ -125,5 +126,6 @@ class SpeedProbe:
             "runs": RUNS,
             "at_s": [round(t, 1) for t in self.at_s],
             "medians_ms": [round(m, 4) for m in self.medians_ms],
-            "spread_pct": round(100 * float(p90 / p10 - 1), 2),
+            # a clock too coarse for the reference reads 0: no spread rather than infinity
+            "spread_pct": round(100 * float(p90 / p10 - 1), 2) if p10 > 0 else None,
         }

@@ -146,3 +146,46 @@ def test_a_steady_device_gives_no_warning(tmp_path, monkeypatch, caplog):
     (result,) = server.results.values()
     assert result["context"]["speed"]["spread_pct"] == 0
     assert "speed moved" not in caplog.text
+
+
+def test_a_clock_too_coarse_for_the_reference_gives_no_spread():
+    clock = FakeClock()
+    clock.run_ms = 0.0
+    probe = SpeedProbe(clock=clock, run=clock.run)
+    probe.probe()
+    probe.probe()
+    assert probe.report()["spread_pct"] is None
+
+
+def test_a_failing_probe_costs_the_profile_nothing(tmp_path, monkeypatch, caplog):
+    def failing_later(**kwargs):
+        calls = []
+
+        def run():
+            calls.append(1)
+            if len(calls) > stability.WARMUP_RUNS + stability.RUNS:  # after the first probe
+                raise RuntimeError("reference broke")
+
+        clock = FakeClock()
+        return SpeedProbe(**kwargs | {"every_seconds": 0.0}, clock=clock, run=run)
+
+    monkeypatch.setattr("profilers.agent.SpeedProbe", failing_later)
+    server = FakeServer(jobs=1)
+    with caplog.at_level(logging.WARNING, logger="profilers.agent"):
+        assert _agent(server, tmp_path).run(once=True) == 1
+    (result,) = server.results.values()
+    assert set(result["timings"]) == set(server.parts) and "speed" not in result["context"]
+    assert "speed probe stopped (reference broke)" in caplog.text
+
+
+def test_a_probe_that_cannot_start_costs_the_profile_nothing(tmp_path, monkeypatch, caplog):
+    def broken(**kwargs):
+        raise RuntimeError("no MatMul here")
+
+    monkeypatch.setattr("profilers.agent.SpeedProbe", broken)
+    server = FakeServer(jobs=1)
+    with caplog.at_level(logging.WARNING, logger="profilers.agent"):
+        assert _agent(server, tmp_path).run(once=True) == 1
+    (result,) = server.results.values()
+    assert set(result["timings"]) == set(server.parts) and "speed" not in result["context"]
+    assert "no speed probe (no MatMul here)" in caplog.text
