@@ -335,15 +335,17 @@ class Agent:
         more than the tier's target while it was profiled."""
         _probed(job_id, probe.probe)
         speed = probe.report()
+        if speed is None:
+            return None
         target = TIERS[self.config.tier].get("target")
-        spread = None if speed is None else speed["spread_pct"]
+        spread = speed["spread_pct"]
         if spread is not None and target is not None and spread > 100 * target:
             log.warning(
                 "job %s: the device's speed moved %.1f %% while it was profiled (%d probes of "
                 "a reference computation); each part is known to +-%g %% within its own runs, "
                 "the device's costs only to about that drift",
                 job_id,
-                speed["spread_pct"],
+                spread,
                 len(speed["medians_ms"]),
                 100 * target,
             )
