@@ -28,6 +28,17 @@ class FakeClock:
         self.now += int(seconds * 1e9)
 
 
+def _profile_with(probe_factory, tmp_path, monkeypatch, caplog):
+    """One profiling job with ``probe_factory`` as the agent's SpeedProbe: its result, its log."""
+    monkeypatch.setattr("profilers.agent.SpeedProbe", probe_factory)
+    server = FakeServer(jobs=1)
+    with caplog.at_level(logging.WARNING, logger="profilers.agent"):
+        assert _agent(server, tmp_path).run(once=True) == 1
+    (result,) = server.results.values()
+    assert set(result["timings"]) == set(server.parts)  # every part, whatever the probe did
+    return result, caplog.text
+
+
 def test_the_reference_is_a_fixed_matrix_product_onnxruntime_runs():
     model = reference_model()
     assert model == reference_model()  # the same computation on every device
@@ -125,27 +136,20 @@ def test_the_agent_warns_when_the_device_drifted_beyond_the_target(tmp_path, mon
         probe.probe = slower
         return probe
 
-    monkeypatch.setattr("profilers.agent.SpeedProbe", drifting)
-    server = FakeServer(jobs=1)
-    with caplog.at_level(logging.WARNING, logger="profilers.agent"):
-        assert _agent(server, tmp_path).run(once=True) == 1
-    (result,) = server.results.values()
+    result, log = _profile_with(drifting, tmp_path, monkeypatch, caplog)
     assert result["context"]["speed"]["spread_pct"] > 2
-    assert "the device's speed moved" in caplog.text
+    assert "the device's speed moved" in log
 
 
 def test_a_steady_device_gives_no_warning(tmp_path, monkeypatch, caplog):
     clock = FakeClock()
-    monkeypatch.setattr(
-        "profilers.agent.SpeedProbe",
-        lambda **kwargs: SpeedProbe(**kwargs, clock=clock, run=clock.run),
-    )
-    server = FakeServer(jobs=1)
-    with caplog.at_level(logging.WARNING, logger="profilers.agent"):
-        assert _agent(server, tmp_path).run(once=True) == 1
-    (result,) = server.results.values()
+
+    def steady(**kwargs):
+        return SpeedProbe(**kwargs, clock=clock, run=clock.run)
+
+    result, log = _profile_with(steady, tmp_path, monkeypatch, caplog)
     assert result["context"]["speed"]["spread_pct"] == 0
-    assert "speed moved" not in caplog.text
+    assert "speed moved" not in log
 
 
 def test_a_clock_too_coarse_for_the_reference_gives_no_spread():
@@ -169,23 +173,15 @@ def test_a_failing_probe_costs_the_profile_nothing(tmp_path, monkeypatch, caplog
         clock = FakeClock()
         return SpeedProbe(**kwargs | {"every_seconds": 0.0}, clock=clock, run=run)
 
-    monkeypatch.setattr("profilers.agent.SpeedProbe", failing_later)
-    server = FakeServer(jobs=1)
-    with caplog.at_level(logging.WARNING, logger="profilers.agent"):
-        assert _agent(server, tmp_path).run(once=True) == 1
-    (result,) = server.results.values()
-    assert set(result["timings"]) == set(server.parts) and "speed" not in result["context"]
-    assert "speed probe stopped (reference broke)" in caplog.text
+    result, log = _profile_with(failing_later, tmp_path, monkeypatch, caplog)
+    assert "speed" not in result["context"]
+    assert "speed probe stopped (reference broke)" in log
 
 
 def test_a_probe_that_cannot_start_costs_the_profile_nothing(tmp_path, monkeypatch, caplog):
     def broken(**kwargs):
         raise RuntimeError("no MatMul here")
 
-    monkeypatch.setattr("profilers.agent.SpeedProbe", broken)
-    server = FakeServer(jobs=1)
-    with caplog.at_level(logging.WARNING, logger="profilers.agent"):
-        assert _agent(server, tmp_path).run(once=True) == 1
-    (result,) = server.results.values()
-    assert set(result["timings"]) == set(server.parts) and "speed" not in result["context"]
-    assert "no speed probe (no MatMul here)" in caplog.text
+    result, log = _profile_with(broken, tmp_path, monkeypatch, caplog)
+    assert "speed" not in result["context"]
+    assert "no speed probe (no MatMul here)" in log
