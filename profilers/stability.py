@@ -2,9 +2,9 @@
 
 A part's interval says how well its median is known from its own runs. It cannot see the
 device as a whole getting faster or slower over minutes (a VM's host, a thermal limit, a
-neighbour), which moves every part and the next profile's figures with it: on a 2-core VM two
-profiles 12 minutes apart, each with every part to +-2 %, lay a median 3.9 % apart
-(bench/RESULTS.md, "Paper scale"). So the agent also times one fixed computation, the same on
+neighbour), which moves every part and the next profile's figures with it (two profiles of one
+VM, each with every part to +-2 %, lay further apart than that: bench/RESULTS.md, "Paper
+scale"). So the agent also times one fixed computation, the same on
 every device, at the start of a job, between parts every ``every_seconds``, and at the end,
 and reports the medians: their spread is the device's drift over the profile, the regime its
 costs hold in. It is recorded, not corrected for: the parts do not move with the reference
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 REFERENCE = "matmul 256x256x256 float32"
-# small enough to stay in cache: steady back to back (0.4 to 0.6 % here), cheap on a slow
-# device, blind to contention for memory (a lower bound for parts that stream their weights;
-# a 1024-sized one moved more with the parts but varied 4 % back to back: bench/RESULTS.md)
+# small enough to stay in cache: steady back to back, cheap on a slow device, blind to
+# contention for memory (a lower bound for parts that stream their weights; a 1024-sized one
+# followed the parts more closely but was itself too noisy back to back: bench/RESULTS.md)
 SIZE = 256
 WARMUP_RUNS = 8
 RUNS = 64  # per probe
@@ -115,8 +115,8 @@ class SpeedProbe:
 
         Percentiles, not the slowest over the fastest: one probe caught in a burst moves them
         little, and the range of many probes grows with their number even on a steady device
-        (a probe's own noise, back to back on an idle 2-core VM: 0.4 to 0.6 % standard deviation);
-        a drift over the profile moves them fully. Two probes give 80 % of their difference.
+        (a probe's own noise); a drift over the profile moves them fully. Two probes give 80 %
+        of their difference.
         """
         if len(self.medians_ms) < 2:
             return None

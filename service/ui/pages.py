@@ -93,12 +93,11 @@ def context_facts(context: dict[str, Any] | None) -> list[tuple[str, str]]:
             text = text[: _CONTEXT_VALUE_CHARS - 1] + "\u2026"
         facts.append((str(key), text))
     summary = precision_summary(context)
-    if "within_target" in summary:
-        within, timed = summary["within_target"].split("/")
+    if "within" in summary:
         facts.append(
             (
                 "precision",
-                f"{within} of {timed} timed within the target; median \u00b1"
+                f"{summary['within']} of {summary['timed']} timed within the target; median \u00b1"
                 f"{summary['halfwidth_median_pct']:g} %, worst \u00b1"
                 f"{summary['halfwidth_max_pct']:g} %",
             )

@@ -18,7 +18,7 @@ def test_precision_summary_counts_each_timed_computation_once():
     }
     summary = precision_summary(context)
     assert summary["timed"] == 3 and summary["timed_runs"] == 42
-    assert summary["within_target"] == "1/3"  # c's precision is unknown: not within
+    assert summary["within_target"] == "1/3" and summary["within"] == 1  # c: unknown, not within
     assert summary["halfwidth_median_pct"] == 2.0 and summary["halfwidth_max_pct"] == 3.0
     assert precision_summary({}) == {"timed": 0}
     assert "speed_spread_pct" not in summary  # an agent that did not probe its speed
